@@ -1,0 +1,17 @@
+"""Reading reports into outline-structured documents, silver labelling, datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from corpora.document import Document, Paragraph
+from corpora.outline import parse_text, to_markdown
+from corpora.reader import read_text
+
+
+def read_document(path: str | Path, max_bytes: int | None = None) -> Document:
+    """Read and parse a report file (txt, html, docx, pdf)."""
+    return parse_text(read_text(path, max_bytes=max_bytes))
+
+
+__all__ = ["Document", "Paragraph", "parse_text", "read_document", "read_text", "to_markdown"]

@@ -1,0 +1,165 @@
+"""Turn a report file (txt, html, docx, pdf) into plain text, one paragraph per line.
+
+Every failure is a :class:`FazhiError` naming the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from charset_normalizer import from_bytes
+
+from fazhi.errors import FazhiError
+
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+SUPPORTED = (".txt", ".html", ".htm", ".docx", ".pdf")
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted docx and legacy .doc
+_BLOCK_TAGS = ("p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "td")
+
+
+def max_bytes_from_env() -> int:
+    """The size limit in bytes: ``FAZHI_MAX_BYTES`` or 20 MB."""
+    return int(os.environ.get("FAZHI_MAX_BYTES", DEFAULT_MAX_BYTES))
+
+
+def read_text(path: str | Path, max_bytes: int | None = None) -> str:
+    """Read a report file and return its text (paragraphs separated by newlines)."""
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise FazhiError(name, "no such file")
+    ext = path.suffix.lower()
+    if ext not in SUPPORTED:
+        raise FazhiError(name, f"unsupported file type {ext or '(none)'}; expected one of {', '.join(SUPPORTED)}")
+    size = path.stat().st_size
+    limit = max_bytes if max_bytes is not None else max_bytes_from_env()
+    if size > limit:
+        raise FazhiError(name, f"file is {size} bytes, over the limit of {limit} bytes")
+    if size == 0:
+        raise FazhiError(name, "file is empty")
+    return read_bytes(path.read_bytes(), ext, name)
+
+
+def read_bytes(data: bytes, ext: str, name: str = "<input>") -> str:
+    """Decode the bytes of a file of type ``ext`` ('.txt', '.html', '.docx', '.pdf')."""
+    ext = ext.lower()
+    if not data:
+        raise FazhiError(name, "file is empty")
+    if ext == ".docx":
+        text = _docx_text(data, name)
+    elif ext == ".pdf":
+        text = _pdf_text(data, name)
+    elif ext in (".html", ".htm"):
+        text = _html_text(decode(data, name))
+    elif ext == ".txt":
+        text = decode(data, name)
+    else:
+        raise FazhiError(name, f"unsupported file type {ext or '(none)'}; expected one of {', '.join(SUPPORTED)}")
+    if not text.strip():
+        raise FazhiError(name, "no text found")
+    return text
+
+
+def decode(data: bytes, name: str = "<input>") -> str:
+    """Decode text bytes in any common Chinese encoding (UTF-8 ± BOM, GB18030/GBK, Big5)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if b"\x00" in data[:4096]:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return data.decode("utf-16")
+        raise FazhiError(name, "binary data, not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    # GB18030 is a superset of GBK/GB2312 and is strict enough that Big5 bytes
+    # usually fail it; charset-normalizer decides the rest.
+    best = from_bytes(data, cp_isolation=["gb18030", "big5", "utf_16", "cp1252"]).best()
+    if best is None or best.encoding not in ("gb18030", "big5", "utf_16"):
+        try:
+            text = data.decode("gb18030")
+        except UnicodeDecodeError:
+            raise FazhiError(name, "cannot decode: not UTF-8, GBK/GB18030 or Big5 text") from None
+    else:
+        text = str(best)
+    if _looks_binary(text):
+        raise FazhiError(name, "binary data, not text")
+    return text
+
+
+def _looks_binary(text: str) -> bool:
+    """True when too few characters are CJK, ASCII printable or whitespace."""
+    sample = text[:20000]
+    good = sum(1 for c in sample if c.isprintable() or c in "\n\r\t")
+    cjk = sum(1 for c in sample if "\u4e00" <= c <= "\u9fff")
+    return good < 0.95 * len(sample) or (cjk == 0 and sum(c.isalpha() for c in sample) < 0.3 * len(sample))
+
+
+def _html_text(html: str) -> str:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "head"]):
+        tag.decompose()
+    for tag in soup.find_all(_BLOCK_TAGS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    return soup.get_text()
+
+
+def _docx_text(data: bytes, name: str) -> str:
+    import io
+
+    import docx
+
+    if data.startswith(_OLE_MAGIC):
+        raise FazhiError(name, "password-protected (encrypted) or legacy .doc file, not a readable .docx")
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (zipfile.BadZipFile, KeyError, ValueError) as err:
+        raise FazhiError(name, f"corrupt or truncated .docx ({err.__class__.__name__})") from None
+    except Exception as err:  # python-docx raises several package errors for broken parts
+        raise FazhiError(name, f"unreadable .docx: {err}") from None
+    lines = [p.text for p in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            lines.append("\t".join(cell.text for cell in row.cells))
+    return "\n".join(lines)
+
+
+_PARA_END = "。！？；：”）」』】…"
+
+
+def _pdf_text(data: bytes, name: str) -> str:
+    """One line per text box; a box broken by a page end is joined to its next part."""
+    import io
+
+    from pdfminer.high_level import extract_pages
+    from pdfminer.layout import LAParams, LTTextBox
+    from pdfminer.pdfdocument import PDFEncryptionError, PDFPasswordIncorrect
+    from pdfminer.pdfparser import PDFSyntaxError
+
+    paragraphs: list[str] = []
+    try:
+        for page_no, page in enumerate(extract_pages(io.BytesIO(data), laparams=LAParams())):
+            boxes = sorted((b for b in page if isinstance(b, LTTextBox)), key=lambda b: (-b.y1, b.x0))
+            for i, box in enumerate(boxes):
+                text = "".join(line.get_text().strip("\n") for line in box).strip()
+                if not text:
+                    continue
+                continues = page_no > 0 and i == 0 and paragraphs and paragraphs[-1][-1] not in _PARA_END
+                if continues:
+                    paragraphs[-1] += text
+                else:
+                    paragraphs.append(text)
+    except (PDFPasswordIncorrect, PDFEncryptionError):
+        raise FazhiError(name, "password-protected PDF") from None
+    except PDFSyntaxError as err:
+        raise FazhiError(name, f"corrupt PDF ({err})") from None
+    except Exception as err:  # pdfminer has no single base error for broken files
+        raise FazhiError(name, f"unreadable PDF: {err.__class__.__name__}: {err}") from None
+    if not paragraphs:
+        raise FazhiError(name, "PDF has no text layer (image-only or scanned PDF); run OCR first")
+    return "\n".join(paragraphs)
