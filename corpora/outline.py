@@ -71,11 +71,10 @@ _CN_DIGITS = {c: i for i, c in enumerate("一二三四五六七八九十", start
 
 
 def clean_lines(text: str) -> list[str]:
-    """Normalise line breaks and spaces; return the non-empty stripped lines."""
+    """Normalise line breaks, drop zero-width marks; return the non-empty stripped lines."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     for ch in ("\u200b", "\u200c", "\u200d", "\ufeff", "\u2060"):
         text = text.replace(ch, "")
-    text = text.replace("\xa0", " ").replace("\u3000", " ")
     return [line.strip() for line in text.split("\n") if line.strip()]
 
 
@@ -140,7 +139,7 @@ def _content_start(lines: list[str]) -> int:
     for i, line in enumerate(lines):
         if is_furniture(line):
             continue
-        if match_marker(line) and i > 0:
+        if match_marker(line):
             return i
         if _SENTENCE_PUNCT.search(line) and len(line) > 30:
             return i

@@ -142,18 +142,24 @@ def _pdf_text(data: bytes, name: str) -> str:
     from pdfminer.pdfparser import PDFSyntaxError
 
     paragraphs: list[str] = []
+    last_line_full = False  # did the previous page's last line run to the right margin?
     try:
         for page_no, page in enumerate(extract_pages(io.BytesIO(data), laparams=LAParams())):
             boxes = sorted((b for b in page if isinstance(b, LTTextBox)), key=lambda b: (-b.y1, b.x0))
+            right = max((line.x1 for b in boxes for line in b), default=0.0)
             for i, box in enumerate(boxes):
                 text = "".join(line.get_text().strip("\n") for line in box).strip()
                 if not text:
                     continue
-                continues = page_no > 0 and i == 0 and paragraphs and paragraphs[-1][-1] not in _PARA_END
+                continues = (page_no > 0 and i == 0 and paragraphs and last_line_full
+                             and paragraphs[-1][-1] not in _PARA_END)
                 if continues:
                     paragraphs[-1] += text
                 else:
                     paragraphs.append(text)
+                lines = list(box)
+                height = lines[-1].height or 10.0
+                last_line_full = lines[-1].x1 >= right - 1.5 * height
     except (PDFPasswordIncorrect, PDFEncryptionError):
         raise FazhiError(name, "password-protected PDF") from None
     except PDFSyntaxError as err:

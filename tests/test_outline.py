@@ -1,0 +1,129 @@
+"""Outline parsing of the three shared reports, in every input format."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPORTS, SAMPLE, gold_rows, write_docx, write_pdf
+from corpora import parse_text, read_document
+from corpora.outline import find_items, split_title
+
+YIYUAN, HEXI, ZHIJIANG = REPORTS  # 001, 003, 004
+
+
+def outline(doc):
+    return [(p.kind, p.text) for p in doc.paragraphs]
+
+
+@pytest.mark.parametrize("report", REPORTS, ids=lambda p: p.stem)
+def test_every_gold_line_gets_its_kind(report):
+    doc = read_document(report)
+    by_text = {p.text: p for p in doc.paragraphs}
+    for row in gold_rows(report):
+        para = by_text.get(row["text"])
+        if row["kind"] == "meta":
+            assert para is None, f"furniture/meta line survived as a paragraph: {row['text']}"
+            assert row["text"] in doc.meta["lines"]
+        else:
+            assert para is not None, f"content line {row['i']} not found: {row['text'][:30]}"
+            assert para.kind == row["kind"], (row["i"], row["text"][:30])
+
+
+def test_yiyuan_outline():
+    doc = read_document(YIYUAN)
+    top = [p.text for p in doc.paragraphs if p.kind == "heading" and p.level == 1]
+    assert top == ["一、2019年工作情况", "二、推进法治政府建设存在的不足", "三、下一步工作打算"]
+    enforcement = next(p for p in doc.paragraphs if p.text.startswith("3.扎实开展行政执法案卷评查"))
+    assert enforcement.kind == "body"
+    assert enforcement.title == "扎实开展行政执法案卷评查"
+    assert enforcement.heading_path == ["一、2019年工作情况", "(五)坚持执法监督,严格规范公正文明执法"]
+    assert enforcement.level == 3
+    # a titled body paragraph is a heading level for the unnumbered paragraph under it
+    after = next(p for p in doc.paragraphs if p.text.startswith("我县全面性、系统性"))
+    assert after.heading_path[-1] == "2.健全完善机制"
+    assert doc.meta["title"] == "沂源县人民政府关于2019年度法治政府建设工作情况的报告"
+    assert doc.meta["doc_number"] == "源政〔2020〕2号"
+    assert doc.meta["date"] == "2020-01-15"
+    assert doc.meta["region"] == "沂源县" and doc.meta["year"] == 2019
+    assert doc.meta["issuer"] == "沂源县人民政府"
+
+
+def test_yiyuan_shortcomings_are_items():
+    doc = read_document(YIYUAN)
+    para = next(p for p in doc.paragraphs if p.heading_path == ["二、推进法治政府建设存在的不足"])
+    assert len(para.items) == 3
+    assert para.items[0].startswith("一是部分部门法治工作力量比较薄弱")
+    assert para.items[2].startswith("三是对综合行政执法改革工作")
+
+
+def test_hexi_numbered_headings_under_cn():
+    doc = read_document(HEXI)
+    headings = [p for p in doc.paragraphs if p.kind == "heading"]
+    assert [h.level for h in headings].count(1) == 1
+    assert len(headings) == 9
+    body = next(p for p in doc.paragraphs if p.text.startswith("区政府充分发挥政府法律顾问的作用"))
+    assert body.heading_path == ["一、任务进展及成效", "8、全力推行行政执法“三项制度”"]
+    assert doc.meta["region"] == "河西区" and doc.meta["year"] == 2017
+
+
+def test_zhijiang_titled_bodies():
+    doc = read_document(ZHIJIANG)
+    top = [p for p in doc.paragraphs if p.kind == "heading"]
+    assert len(top) == 5 and all(h.level == 1 for h in top)
+    appeal = next(p for p in doc.paragraphs if "出庭应诉制度。新修订" in p.text)
+    assert appeal.title == "认真贯彻落实行政机关负责人出庭应诉制度"
+    assert appeal.heading_path == ["五、认真落实制度,确保工作任务落到实处"]
+    assert doc.meta["date"] == "2017-09-01" and doc.meta["year"] == 2017
+
+
+def test_offsets_point_into_cleaned_text():
+    doc = read_document(YIYUAN)
+    for p in doc.paragraphs:
+        assert doc.text[p.start:p.end] == p.text
+
+
+def test_levels_are_inferred_per_document():
+    doc = parse_text("（一）加强执法\n1.培训。全年培训执法人员200名。\n（二）化解纠纷\n1.复议。受理复议案件10件。")
+    assert [(p.kind, p.level) for p in doc.paragraphs] == [("heading", 1), ("body", 2), ("heading", 1), ("body", 2)]
+    assert doc.paragraphs[3].heading_path == ["（二）化解纠纷"]
+
+
+def test_split_title_rules():
+    assert split_title("加强法治宣传") == ("加强法治宣传", True)
+    assert split_title("加强法治宣传。创新普法载体。") == ("加强法治宣传", False)
+    assert split_title("起草《方案。》并印发。") == ("起草《方案。》并印发", True)
+    assert split_title("长" * 70) == (None, False)
+
+
+def test_find_items_needs_an_ordered_chain():
+    assert find_items("问题:一是甲不足;二是乙不够;三是丙薄弱。") == ["一是甲不足", "二是乙不够", "三是丙薄弱。"]
+    assert find_items("工作:(1)甲;(2)乙。") == ["(1)甲", "(2)乙。"]
+    assert find_items("实现统一是关键,二是说明") == []
+
+
+@pytest.mark.parametrize("report", REPORTS, ids=lambda p: p.stem)
+def test_gbk_docx_pdf_give_the_same_paragraphs(report, tmp_path):
+    text = report.read_text(encoding="utf-8")
+    expected = outline(parse_text(text))
+    gbk = tmp_path / "r.txt"
+    gbk.write_bytes(text.encode("gbk", errors="ignore"))
+    assert outline(read_document(gbk)) == expected
+    docx_file = write_docx(text, tmp_path / "r.docx")
+    assert outline(read_document(docx_file)) == expected
+    html = tmp_path / "r.html"
+    body = "".join(f"<p>{line}</p>" for line in text.splitlines())
+    html.write_text(f"<html><head><script>var x=1;</script></head><body>{body}</body></html>", encoding="utf-8")
+    assert outline(read_document(html)) == expected
+    # STSong-Light has no glyph for U+00B7 "·", so the PDF cannot carry it
+    pdf_file = write_pdf(text, tmp_path / "r.pdf")
+    assert outline(read_document(pdf_file)) == [(k, t.replace("·", "")) for k, t in expected]
+
+
+def test_sample_report_has_the_genre_outline():
+    doc = read_document(SAMPLE)
+    top = [p.text for p in doc.paragraphs if p.kind == "heading" and p.level == 1]
+    assert len(top) == 3 and "存在的不足" in top[1]
+    shortcomings = next(p for p in doc.paragraphs if p.heading_path == [top[1]])
+    assert len(shortcomings.items) == 3
+    assert doc.meta["region"] == "青溪县" and doc.meta["year"] == 2023
+    assert not any("打印" in p.text or "浏览次数" in p.text for p in doc.paragraphs)
