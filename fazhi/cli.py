@@ -64,5 +64,97 @@ def parse(
         sys.stdout.write(to_markdown(doc) + "\n")
 
 
+corpus_app = typer.Typer(no_args_is_help=True, help="Build and inspect silver-labelled training corpora.")
+app.add_typer(corpus_app, name="corpus")
+
+
+@corpus_app.command("build")
+@user_errors
+def corpus_build(
+    sources: list[Path] = typer.Argument(..., help="Report files/folders and JSONL corpora"),
+    out: Path = typer.Option(..., "--out", help="Directory for the DatasetDict"),
+    scheme: Optional[Path] = typer.Option(None, help="Label scheme YAML (default: the project's)"),
+    validation: float = typer.Option(0.15, help="Share of documents in the validation split"),
+    seed: int = typer.Option(13),
+) -> None:
+    """Label paragraphs with the labelling functions and save train/validation (split by document)."""
+    from corpora.dataset import build
+    from corpora.taxonomy import load_taxonomy
+
+    dd = build(sources, out, load_taxonomy(scheme), validation=validation, seed=seed)
+    typer.echo(f"saved {out}: train {len(dd['train'])} paragraphs, validation {len(dd['validation'])}", err=True)
+
+
+@corpus_app.command("stats")
+@user_errors
+def corpus_stats(path: Path = typer.Argument(...), json_out: bool = typer.Option(False, "--json")) -> None:
+    """Counts per label, per label source and per document."""
+    from corpora.dataset import load, stats
+
+    result = stats(load(path))
+    if json_out:
+        emit_json(result)
+        return
+    for split, s in result.items():
+        typer.echo(f"== {split}: {s['paragraphs']} paragraphs in {s['documents']} documents")
+        for key in ("category", "shortcoming", "label_source"):
+            typer.echo(f"  {key}:")
+            for label, n in s[key].items():
+                typer.echo(f"    {label:<32} {n:>7}")
+        typer.echo("  largest documents:")
+        for doc, n in list(s["per_document"].items())[:10]:
+            typer.echo(f"    {doc:<32} {n:>7}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    gold: Path = typer.Option(..., "--gold", help="Directory of gold *.jsonl files"),
+    model: str = typer.Option("bert", "--model", help="rules, tfidf, or a model directory (default: release model)"),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write tables and confusion-matrix PNGs here"),
+) -> None:
+    """Score a model on gold files: JSON with `paragraph` and `document` blocks."""
+    from models.base import load_classifier
+    from training.evaluate import evaluate as run, write_report
+
+    result = run(load_classifier(model), gold)
+    if report:
+        result["report_files"] = [str(p) for p in write_report(result, report)]
+    emit_json(result)
+
+
+@app.command()
+@user_errors
+def classify(
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="JSONL with a 'text' field per line (default: stdin)"),
+    model: str = typer.Option("bert", "--model", help="rules, tfidf, or a model directory (default: release model)"),
+) -> None:
+    """Tag paragraphs: JSONL in ({"text", "heading_path"?}), JSONL out, one line per input with text."""
+    from models.base import load_classifier
+
+    stream = input.open(encoding="utf-8") if input else sys.stdin
+    name = str(input) if input else "<stdin>"
+    texts, paths = [], []
+    for n, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FazhiError(f"{name}:{n}", f"not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict) or "text" not in row:
+            continue
+        if not isinstance(row["text"], str):
+            raise FazhiError(f"{name}:{n}", "'text' must be a string")
+        path = row.get("heading_path")
+        if path is not None and not (isinstance(path, list) and all(isinstance(h, str) for h in path)):
+            raise FazhiError(f"{name}:{n}", "'heading_path' must be a list of strings")
+        texts.append(row["text"])
+        paths.append(path)
+    clf = load_classifier(model)
+    for text, pred in zip(texts, clf.predict(texts, paths)):
+        sys.stdout.write(json.dumps({"text": text, **pred.to_dict()}, ensure_ascii=False) + "\n")
+
+
 if __name__ == "__main__":
     app()

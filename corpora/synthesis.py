@@ -1,0 +1,97 @@
+"""Write synthetic training reports in the genre, from the sentence bank in
+``corpora/synthetic/bank.yaml``: varied regions, years, outline styles, sections
+of achievements, shortcomings and plans, and the page furniture real sites add.
+
+They are for training only (``label_source`` starts with ``synthetic``) and never
+for evaluation.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import yaml
+
+BANK = Path(__file__).resolve().parent / "synthetic" / "bank.yaml"
+CN = "一二三四五六七八九十"
+
+
+def _fill(template: str, rng: random.Random, ctx: dict) -> str:
+    """Fill the slots; every {n}, {m} and {p} gets a value of its own."""
+    fresh = {"n": lambda: str(rng.randint(12, 9800)), "m": lambda: str(rng.randint(2, 40)),
+             "p": lambda: f"{rng.uniform(85, 100):.1f}%"}
+    template = re.sub(r"\{([nmp])\}", lambda m: fresh[m.group(1)](), template)
+    return template.format(**ctx, m1=rng.randint(1, 9), d=rng.randint(0, 9))
+
+
+def _body(cat: dict, rng: random.Random, ctx: dict, k: int = 3) -> str:
+    return "".join(_fill(s, rng, ctx) for s in rng.sample(cat["sentences"], min(k, len(cat["sentences"]))))
+
+
+def generate_report(seed: int, bank_path: Path = BANK) -> str:
+    """One synthetic report (plain text with furniture), deterministic for ``seed``."""
+    bank = yaml.safe_load(bank_path.read_text(encoding="utf-8"))
+    rng = random.Random(seed)
+    region = rng.choice(bank["regions"])
+    year = rng.randint(2016, 2024)
+    ctx = {"r": region, "u": region[-1], "y": year, "y1": year + 1, "short": region[:1]}
+    cats = list(bank["categories"])
+    chosen = rng.sample(cats, rng.randint(4, len(cats)))
+    style = rng.choice(["nested", "flat", "news"])
+    lines: list[str] = []
+    lines += [_fill(f, rng, ctx) for f in rng.sample(bank["furniture"], rng.randint(1, 4))]
+    lines.append(f"{region}人民政府关于{year}年度法治政府建设情况的报告")
+    if rng.random() < 0.5:
+        lines.append(f"{region[-1]}委、{region[-1]}人大常委会：")
+    lines.append(_fill(rng.choice(bank["openers"]), rng, ctx))
+
+    def section(i: int, key: str) -> list[str]:
+        cat = bank["categories"][key]
+        items = rng.sample(cat["items"], rng.randint(1, min(3, len(cat["items"]))))
+        out = []
+        if style == "nested":
+            out.append(f"（{CN[i]}）{rng.choice(cat['headings'])}")
+            out += [f"{j + 1}.{t}。{_body(cat, rng, ctx, rng.randint(1, 3))}" for j, t in enumerate(items)]
+        elif style == "flat":
+            out.append(f"{CN[i]}、{rng.choice(cat['headings'])}")
+            out += [f"（{CN[j]}）{t}。{_body(cat, rng, ctx, rng.randint(1, 3))}" for j, t in enumerate(items)]
+        else:
+            for j, t in enumerate(items):
+                out += [f"{i * 3 + j + 1}、{t}", _body(cat, rng, ctx, rng.randint(2, 3))]
+        if rng.random() < 0.25:  # an admitted problem inside an area section
+            out.append(f"工作中也发现{rng.choice(bank['shortcomings'][key])}等问题，已建立问题清单，逐项督促整改。")
+        return out
+
+    top = 0
+    if style == "nested":
+        lines.append(f"一、{year}年法治政府建设主要工作和成效")
+        top = 1
+    for i, key in enumerate(chosen):
+        lines += section(i if style != "flat" else top + i, key)
+    if style == "flat":
+        top += len(chosen)
+    problems = rng.sample(chosen, min(len(chosen), rng.randint(2, 3)))
+    heading = rng.choice(["存在的不足", "存在的问题和不足", "存在的主要问题", "工作中存在的薄弱环节"])
+    items = "；".join(f"{CN[k]}是{rng.choice(bank['shortcomings'][key])}" for k, key in enumerate(problems))
+    lines += [f"{CN[top]}、{heading}", _fill(rng.choice(bank["problem_openers"]), rng, ctx) + items + "。"]
+    lines += [f"{CN[top + 1]}、{year + 1}年工作打算", _fill(rng.choice(bank["plan_opener"]), rng, ctx)]
+    for k, key in enumerate(rng.sample(chosen, min(4, len(chosen)))):
+        title, sentence = bank["plans"][key]
+        lines.append(f"（{CN[k]}）{title}。{sentence}")
+    if rng.random() < 0.5:
+        lines.append(_fill(rng.choice(bank["closings"]), rng, ctx))
+    lines += [f"{region}人民政府", f"{year + 1}年{rng.randint(1, 3)}月{rng.randint(1, 28)}日"]
+    return "\n\n".join(lines) + "\n"
+
+
+def write_reports(out_dir: Path, n: int, seed: int = 0) -> list[Path]:
+    """Write ``n`` synthetic reports as ``synthetic_NNN.txt`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = out_dir / f"synthetic_{i:03d}.txt"
+        path.write_text(generate_report(seed * 100000 + i), encoding="utf-8")
+        paths.append(path)
+    return paths
