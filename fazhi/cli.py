@@ -156,5 +156,32 @@ def classify(
         sys.stdout.write(json.dumps({"text": text, **pred.to_dict()}, ensure_ascii=False) + "\n")
 
 
+@app.command()
+@user_errors
+def train(
+    data: Path = typer.Option(..., "--data", help="Corpus directory from `fazhi corpus build`"),
+    base_model: Path = typer.Option(..., "--base-model", help="Any local Hugging Face BERT-family checkpoint"),
+    out: Path = typer.Option(..., "--out", help="Output model directory"),
+    epochs: int = typer.Option(4),
+    batch_size: int = typer.Option(32),
+    lr: float = typer.Option(3e-4, help="Learning rate (3e-4 suits LoRA, 3e-5 full fine-tuning)"),
+    max_length: int = typer.Option(192, help="Tokens per input"),
+    lora_r: int = typer.Option(16, help="LoRA rank; 0 fine-tunes every weight"),
+    time_budget: Optional[float] = typer.Option(None, help="Stop training after this many seconds"),
+    max_examples: Optional[int] = typer.Option(None, help="Train on a random subset of this size"),
+    exclude_sources: Optional[str] = typer.Option(None, help="Leave out examples whose label_source starts so"),
+    seed: int = typer.Option(13),
+) -> None:
+    """Fine-tune a category head and a shortcoming head on a BERT-family encoder."""
+    from training.train import TrainArgs, train as run
+
+    summary = run(TrainArgs(data=str(data), base_model=str(base_model), out=str(out), epochs=epochs,
+                            batch_size=batch_size, lr=lr, max_length=max_length, lora_r=lora_r,
+                            time_budget=time_budget, max_examples=max_examples, exclude_sources=exclude_sources,
+                            seed=seed))
+    typer.echo(json.dumps({k: summary[k] for k in ("train_examples", "best_validation_score", "train_seconds",
+                                                     "train_paragraphs_per_s", "device")}), err=True)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,126 @@
+"""BERT-family classifier: a category head and a shortcoming head on one encoder.
+
+Saved as a Hugging Face directory: the category model is a stock
+``BertForSequenceClassification`` (``AutoModelForSequenceClassification`` and
+``pipeline("text-classification")`` load it, label names in ``config.id2label``);
+the shortcoming head is ``shortcoming_head.safetensors`` beside it, applied to the
+same pooled output. The outline context, when known, is fed in front of the text:
+``"heading › heading ｜ text"``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fazhi.errors import FazhiError
+from models.base import HeadingPaths, Prediction, check_inputs
+
+CONTEXT_SEP = " ｜ "
+SC_HEAD = "shortcoming_head.safetensors"
+
+
+def with_context(text: str, heading_path: Sequence[str] | None) -> str:
+    """The model input: the two nearest headings, a separator, then the paragraph."""
+    return " › ".join(heading_path[-2:]) + CONTEXT_SEP + text if heading_path else text
+
+
+class TwoHeads(nn.Module):
+    """Wraps a sequence-classification model (plain or with LoRA) and adds a shortcoming head."""
+
+    def __init__(self, clf: nn.Module, hidden: int):
+        super().__init__()
+        self.clf = clf
+        self.shortcoming = nn.Linear(hidden, 2)
+
+    def _inner(self):
+        model = self.clf
+        return model.base_model.model if hasattr(model, "peft_config") else model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        inner = self._inner()
+        pooled = inner.bert(input_ids=input_ids, attention_mask=attention_mask,
+                            token_type_ids=token_type_ids).pooler_output
+        pooled = inner.dropout(pooled)
+        return inner.classifier(pooled), self.shortcoming(pooled)
+
+
+class BertClassifier:
+    """Inference on a saved directory; batches sorted by length, padded to the longest in each."""
+
+    name = "bert"
+
+    def __init__(self, model, tokenizer, shortcoming: nn.Linear, max_length: int = 256, name: str = "bert"):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.shortcoming = shortcoming.eval()
+        self.max_length = max_length
+        self.name = name
+        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "BertClassifier":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise FazhiError(str(path), "not a model directory (no config.json)")
+        if not (path / SC_HEAD).is_file():
+            raise FazhiError(str(path), f"not a fazhi BERT model (no {SC_HEAD})")
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as err:
+            raise FazhiError(str(path), f"cannot load the model: {str(err).splitlines()[0]}") from None
+        state = load_file(str(path / SC_HEAD))
+        head = nn.Linear(state["weight"].shape[1], 2)
+        head.load_state_dict(state)
+        meta = json.loads((path / "fazhi.json").read_text()) if (path / "fazhi.json").is_file() else {}
+        return cls(model, tokenizer, head, meta.get("max_length", 256), name=meta.get("name", path.name))
+
+    def save(self, out: str | Path, meta: dict | None = None) -> Path:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        save_file({k: v.contiguous() for k, v in self.shortcoming.state_dict().items()}, str(out / SC_HEAD))
+        (out / "fazhi.json").write_text(json.dumps({"type": "bert", "name": self.name, "max_length": self.max_length,
+                                                    **(meta or {})}, ensure_ascii=False, indent=2))
+        return out
+
+    @torch.inference_mode()
+    def logits(self, inputs: list[str], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Category logits (n, K) and shortcoming logits (n, 2), in input order."""
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+        cat = torch.zeros(len(inputs), len(self.labels))
+        sc = torch.zeros(len(inputs), 2)
+        heads = TwoHeads(self.model, self.model.config.hidden_size)
+        heads.shortcoming = self.shortcoming
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            enc = self.tokenizer([inputs[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            c, s = heads(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+            cat[idx], sc[idx] = c.float(), s.float()
+        return cat, sc
+
+    def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None, batch_size: int = 32) -> list[Prediction]:
+        inputs = [with_context(t, p) for t, p in zip(texts, check_inputs(texts, heading_paths))]
+        if not inputs:
+            return []
+        cat, sc = self.logits(inputs, batch_size)
+        return predictions(cat.softmax(-1), sc.softmax(-1)[:, 1], self.labels)
+
+
+def predictions(cat_probs, sc_probs, labels: list[str]) -> list[Prediction]:
+    """Turn probability arrays (n, K) and (n,) into :class:`Prediction` objects."""
+    out = []
+    for row, s in zip(cat_probs.tolist(), sc_probs.tolist()):
+        best = max(range(len(row)), key=row.__getitem__)
+        out.append(Prediction(labels[best], {l: round(p, 4) for l, p in zip(labels, row)}, s >= 0.5, round(s, 4)))
+    return out
