@@ -183,5 +183,47 @@ def train(
                                                      "train_paragraphs_per_s", "device")}), err=True)
 
 
+models_app = typer.Typer(no_args_is_help=True, help="Base encoders and the release model.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("merge")
+@user_errors
+def models_merge(
+    base_model: Path = typer.Option(..., "--base-model", help="Base encoder directory"),
+    adapter: Optional[Path] = typer.Option(None, help="LoRA adapter directory (default: the release adapter)"),
+    out: Path = typer.Option(Path("build/release-model"), "--out"),
+) -> None:
+    """Merge a LoRA adapter and heads into the base encoder: a full Hugging Face model directory."""
+    from models.release import ADAPTER_DIR, merge_adapter
+
+    typer.echo(f"wrote {merge_adapter(base_model, adapter or ADAPTER_DIR, out)}", err=True)
+
+
+@app.command()
+@user_errors
+def tag(
+    file: Path = typer.Argument(..., help="Report file: .txt, .html/.htm, .docx or .pdf"),
+    model: str = typer.Option("bert", "--model", help="rules, tfidf, or a model directory (default: release model)"),
+    format: str = typer.Option("md", "--format", "-f", help="md or json"),
+) -> None:
+    """Parse a report and tag every paragraph with its category and shortcoming flag."""
+    from corpora import read_document
+    from models.base import document_inputs, load_classifier
+
+    if format not in ("json", "md"):
+        fail(f"--format: expected json or md, got {format!r}")
+    doc = read_document(file)
+    preds = load_classifier(model).predict(*document_inputs(doc))
+    if format == "json":
+        emit_json({"meta": doc.meta, "paragraphs": [{**p.to_dict(), **r.to_dict()} for p, r in zip(doc.paragraphs, preds)]})
+        return
+    typer.echo(f"# {doc.meta.get('title') or file.name}\n")
+    for p, r in zip(doc.paragraphs, preds):
+        flag = " ⚠ shortcoming" if r.shortcoming else ""
+        indent = "#" * min(p.level + 1, 6) + " " if p.kind == "heading" else ""
+        typer.echo(f"{indent}[{r.category} {r.scores[r.category]:.2f}{flag}] {p.text[:60]}{'…' if len(p.text) > 60 else ''}")
+
+
 if __name__ == "__main__":
     app()

