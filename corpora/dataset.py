@@ -108,7 +108,13 @@ def load(path: str | Path):
     path = Path(path)
     if not (path / "dataset_dict.json").is_file():
         raise FazhiError(str(path), "not a corpus directory (no dataset_dict.json); make one with `fazhi corpus build`")
-    dd = load_from_disk(str(path))
+    state = path / "train" / "state.json"
+    if state.is_file() and not json.loads(state.read_text()).get("_data_files"):
+        raise FazhiError(str(path), "the train split is empty")
+    try:
+        dd = load_from_disk(str(path))
+    except Exception as err:  # datasets raises many types for a damaged directory
+        raise FazhiError(str(path), f"cannot read the corpus: {err.__class__.__name__}: {err}") from None
     missing = [c for c in ("text", "category", "shortcoming") if c not in dd["train"].column_names]
     if missing:
         raise FazhiError(str(path), f"corpus lacks columns {missing}")

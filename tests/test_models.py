@@ -1,0 +1,157 @@
+"""Classifiers: rules, TF-IDF and a tiny BERT trained for a few steps."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SAMPLE, SHARED
+from corpora import read_document
+from corpora.dataset import build
+from corpora.synthesis import write_reports
+from corpora.taxonomy import load_taxonomy
+from fazhi.errors import FazhiError
+from models.base import document_inputs, load_classifier
+
+BASE = SHARED / "models" / "multilingual-e5-small-zh-q4"
+TEXTS = ["全年办理行政复议案件12件,综合纠错率20%,行政机关负责人出庭应诉率100%。",
+         "1.加强执法人员资格管理。组织执法人员培训考试,合格率98%。",
+         "部分部门法治工作力量比较薄弱,有待进一步加强。"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    reports = write_reports(root / "synthetic", 12, seed=7)
+    return build([*reports, SAMPLE], root / "dd", load_taxonomy(), validation=0.25, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A 2-layer BERT with the real Chinese tokenizer and random weights."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    out = tmp_path_factory.mktemp("tiny-base")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(BASE / name, out / name)
+    config = BertConfig(vocab_size=28679, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256, pad_token_id=1)
+    BertModel(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model(corpus, tiny_base, tmp_path_factory):
+    from training.train import TrainArgs, train
+
+    out = tmp_path_factory.mktemp("tiny-model") / "m"
+    data = out.parent / "dd"
+    corpus.save_to_disk(str(data))
+    summary = train(TrainArgs(data=str(data), base_model=str(tiny_base), out=str(out), epochs=3, batch_size=16,
+                              lr=3e-3, max_length=64, lora_r=4, patience=5), progress=False)
+    return out, summary
+
+
+def test_rules_predictions_are_distributions():
+    preds = load_classifier("rules").predict(TEXTS)
+    assert [p.category for p in preds[:2]] == ["dispute_resolution", "enforcement"]
+    assert preds[2].shortcoming and not preds[0].shortcoming
+    for p in preds:
+        assert abs(sum(p.scores.values()) - 1) < 1e-3
+
+
+def test_tfidf_fit_save_load(corpus, tmp_path):
+    from models.tfidf import TfidfClassifier
+
+    train = corpus["train"]
+    clf = TfidfClassifier().fit(train["text"], train["category"], train["shortcoming"], train["heading_path"])
+    before = clf.predict(TEXTS)
+    clf.save(tmp_path / "tfidf")
+    after = load_classifier(tmp_path / "tfidf").predict(TEXTS)
+    assert [p.to_dict() for p in before] == [p.to_dict() for p in after]
+    assert set(before[0].scores) == set(clf.labels)
+
+
+@pytest.mark.slow
+def test_tiny_bert_loss_decreases(tiny_model):
+    _, summary = tiny_model
+    history = summary["history"]
+    assert history[-1]["train_loss"] < history[0]["first_loss"]
+    assert summary["train_paragraphs_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_save_load_identical_and_deterministic(tiny_model):
+    path, _ = tiny_model
+    a = load_classifier(path).predict(TEXTS, [None, ["一、工作情况"], None])
+    b = load_classifier(path).predict(TEXTS, [None, ["一、工作情况"], None])
+    assert [p.to_dict() for p in a] == [p.to_dict() for p in b]
+    assert abs(sum(a[0].scores.values()) - 1) < 1e-3
+
+
+@pytest.mark.slow
+def test_hf_pipeline_and_auto_class_load_the_saved_model(tiny_model):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    path, summary = tiny_model
+    model = AutoModelForSequenceClassification.from_pretrained(path)
+    assert [model.config.id2label[i] for i in range(model.config.num_labels)] == summary["labels"]
+    out = pipeline("text-classification", model=str(path))(TEXTS[0])
+    assert out[0]["label"] in summary["labels"]
+    # the pipeline and fazhi agree on the category
+    assert out[0]["label"] == load_classifier(path).predict(TEXTS[:1])[0].category
+    assert (path / "README.md").is_file() or (path / "fazhi.json").is_file()
+
+
+@pytest.mark.slow
+def test_adapter_merge_reproduces_the_trained_model(tiny_model, tiny_base, tmp_path):
+    from models.release import merge_adapter
+
+    path, _ = tiny_model
+    merged = merge_adapter(tiny_base, path / "adapter", tmp_path / "merged")
+    a = load_classifier(path).predict(TEXTS)
+    b = load_classifier(merged).predict(TEXTS)
+    for x, y in zip(a, b):
+        assert x.category == y.category
+        assert max(abs(x.scores[k] - y.scores[k]) for k in x.scores) < 1e-3
+    card = (merged / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\n") and "base_model:" in card and "metrics_command:" in card
+
+
+def test_bad_model_inputs(tmp_path):
+    with pytest.raises(FazhiError, match="model directory not found"):
+        load_classifier(tmp_path / "missing")
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(FazhiError, match="not a model directory"):
+        load_classifier(tmp_path / "junk")
+    result = subprocess.run([sys.executable, "-m", "fazhi.cli", "train", "--data", str(tmp_path / "junk"),
+                             "--base-model", str(BASE), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert result.returncode == 2 and "not a corpus directory" in result.stderr
+
+
+def test_empty_training_data(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    empty = {c: [] for c in ("text", "category", "shortcoming", "confidence", "doc_id", "heading_path", "label_source")}
+    DatasetDict({"train": Dataset.from_dict(empty), "validation": Dataset.from_dict(empty)}).save_to_disk(str(tmp_path / "e"))
+    result = subprocess.run([sys.executable, "-m", "fazhi.cli", "train", "--data", str(tmp_path / "e"),
+                             "--base-model", str(BASE), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert result.returncode == 2 and "train split is empty" in result.stderr
+
+
+def test_release_model_tags_the_sample_report():
+    """The model `make setup` builds: loads with the HF pipeline and tags a whole report."""
+    from models.registry import default_model_dir
+
+    if not (default_model_dir() / "config.json").is_file():
+        pytest.fail("release model missing: `make setup` builds build/release-model")
+    doc = read_document(SAMPLE)
+    preds = load_classifier(None).predict(*document_inputs(doc))
+    by_text = {p.text: r for p, r in zip(doc.paragraphs, preds)}
+    assert by_text["（五）依法有效化解社会矛盾纠纷"].category == "dispute_resolution"
+    assert by_text["（二）坚持依法科学民主决策"].category == "decision_making"
+    assert any(r.shortcoming for r in preds) and not all(r.shortcoming for r in preds)
