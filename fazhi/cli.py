@@ -160,8 +160,9 @@ def classify(
 @user_errors
 def train(
     data: Path = typer.Option(..., "--data", help="Corpus directory from `fazhi corpus build`"),
-    base_model: Path = typer.Option(..., "--base-model", help="Any local Hugging Face BERT-family checkpoint"),
     out: Path = typer.Option(..., "--out", help="Output model directory"),
+    base_model: Optional[Path] = typer.Option(None, "--base-model", help="Any local Hugging Face BERT-family checkpoint"),
+    model_type: str = typer.Option("bert", "--model-type", help="bert (needs --base-model) or tfidf"),
     epochs: int = typer.Option(4),
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(3e-4, help="Learning rate (3e-4 suits LoRA, 3e-5 full fine-tuning)"),
@@ -172,9 +173,16 @@ def train(
     exclude_sources: Optional[str] = typer.Option(None, help="Leave out examples whose label_source starts so"),
     seed: int = typer.Option(13),
 ) -> None:
-    """Fine-tune a category head and a shortcoming head on a BERT-family encoder."""
-    from training.train import TrainArgs, train as run
+    """Fine-tune a category head and a shortcoming head on a BERT-family encoder (or fit the TF-IDF baseline)."""
+    from training.train import TrainArgs, train as run, train_tfidf
 
+    if model_type == "tfidf":
+        typer.echo(json.dumps(train_tfidf(data, out, exclude_sources)), err=True)
+        return
+    if model_type != "bert":
+        fail(f"--model-type: expected bert or tfidf, got {model_type!r}")
+    if base_model is None:
+        fail("--base-model is required for --model-type bert")
     summary = run(TrainArgs(data=str(data), base_model=str(base_model), out=str(out), epochs=epochs,
                             batch_size=batch_size, lr=lr, max_length=max_length, lora_r=lora_r,
                             time_budget=time_budget, max_examples=max_examples, exclude_sources=exclude_sources,

@@ -195,3 +195,18 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
     BertClassifier(model, tokenizer, heads.shortcoming, args.max_length, name=out.name).save(out, {"training": summary})
     (out / "training.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     return summary
+
+
+def train_tfidf(data: str | Path, out: str | Path, exclude_sources: str | None = None) -> dict:
+    """Fit the TF-IDF + logistic regression baseline on a corpus's train split and save it."""
+    from corpora.dataset import load
+    from models.tfidf import TfidfClassifier
+
+    train_split = load(data)["train"]
+    rows = [r for r in train_split if not (exclude_sources and r["label_source"].startswith(exclude_sources))]
+    start = time.perf_counter()
+    clf = TfidfClassifier().fit([r["text"] for r in rows], [r["category"] for r in rows],
+                                [r["shortcoming"] for r in rows], [r["heading_path"] for r in rows])
+    record = {"train_examples": len(rows), "train_seconds": round(time.perf_counter() - start, 1), "data": str(data)}
+    clf.save(out, record)
+    return record
