@@ -58,11 +58,7 @@ def strip_marker(text: str) -> str:
 def context_for(text: str, heading_path: list[str] | None = None, kind: str = "body",
                 preamble: bool = False) -> Context:
     """Build a context for a bare paragraph, reading its title from its own text."""
-    title = None
-    if match_marker(text):
-        title, is_heading = split_title(strip_marker(text).strip())
-        if is_heading:
-            kind = "heading" if kind == "heading" else kind
+    title = split_title(strip_marker(text).strip())[0] if match_marker(text) else None
     return Context(text=text, kind=kind, title=title,
                    heading_path=tuple(heading_path) if heading_path is not None else None, preamble=preamble)
 

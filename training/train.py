@@ -87,7 +87,7 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
     val = list(dd["validation"]) if len(dd["validation"]) else rows[: max(1, len(rows) // 10)]
     if not rows:
         raise FazhiError(args.data, "no training examples left")
-    labels = [l for l in load_taxonomy().labels if l in {r["category"] for r in rows} | set(load_taxonomy().labels)]
+    labels = load_taxonomy().labels
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
 
