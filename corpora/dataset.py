@@ -13,7 +13,7 @@ from tqdm import tqdm
 from corpora import read_document
 from corpora.distant import corpus_examples
 from corpora.labelling import contexts_for_document, label
-from corpora.reader import SUPPORTED
+from corpora.reader import SUPPORTED, iter_jsonl
 from corpora.taxonomy import Taxonomy
 from fazhi.errors import FazhiError
 
@@ -59,13 +59,7 @@ def collect(paths: Iterable[str | Path], tax: Taxonomy, progress: bool = True) -
         else:
             corpus = path.stem
             with path.open(encoding="utf-8") as fh:
-                for n, line in enumerate(fh):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise FazhiError(f"{path}:{n + 1}", f"not valid JSON ({err.msg})") from None
+                for n, record in iter_jsonl(fh, str(path)):
                     for row in corpus_examples(record, corpus, tax):
                         rows.append({**row, "kind": "body", "doc_id": f"{corpus}/{record.get('id', n)}"})
     return rows

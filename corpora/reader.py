@@ -42,6 +42,19 @@ def read_text(path: str | Path, max_bytes: int | None = None) -> str:
     return read_bytes(path.read_bytes(), ext, name)
 
 
+def iter_jsonl(lines, name: str):
+    """Yield ``(line_number, object)`` for each non-blank JSON line; a bad line is a FazhiError."""
+    import json
+
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FazhiError(f"{name}:{n}", f"not valid JSON ({err.msg})") from None
+
+
 def read_bytes(data: bytes, ext: str, name: str = "<input>") -> str:
     """Decode the bytes of a file of type ``ext`` ('.txt', '.html', '.docx', '.pdf')."""
     ext = ext.lower()

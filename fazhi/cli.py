@@ -130,18 +130,13 @@ def classify(
     model: str = typer.Option("bert", "--model", help="rules, tfidf, or a model directory (default: release model)"),
 ) -> None:
     """Tag paragraphs: JSONL in ({"text", "heading_path"?}), JSONL out, one line per input with text."""
+    from corpora.reader import iter_jsonl
     from models.base import load_classifier
 
     stream = input.open(encoding="utf-8") if input else sys.stdin
     name = str(input) if input else "<stdin>"
     texts, paths = [], []
-    for n, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise FazhiError(f"{name}:{n}", f"not valid JSON ({err.msg})") from None
+    for n, row in iter_jsonl(stream, name):
         if not isinstance(row, dict) or "text" not in row:
             continue
         if not isinstance(row["text"], str):
