@@ -30,13 +30,25 @@ def with_context(text: str, heading_path: Sequence[str] | None) -> str:
     return " › ".join(heading_path[-2:]) + CONTEXT_SEP + text if heading_path else text
 
 
+def load_shortcoming_head(directory: str | Path) -> nn.Linear:
+    """The shortcoming head (hidden → 2) saved in ``directory``."""
+    state = load_file(str(Path(directory) / SC_HEAD))
+    head = nn.Linear(state["weight"].shape[1], 2)
+    head.load_state_dict(state)
+    return head
+
+
+def save_shortcoming_head(head: nn.Linear, directory: str | Path) -> None:
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(Path(directory) / SC_HEAD))
+
+
 class TwoHeads(nn.Module):
     """Wraps a sequence-classification model (plain or with LoRA) and adds a shortcoming head."""
 
-    def __init__(self, clf: nn.Module, hidden: int):
+    def __init__(self, clf: nn.Module, hidden: int, shortcoming: nn.Linear | None = None):
         super().__init__()
         self.clf = clf
-        self.shortcoming = nn.Linear(hidden, 2)
+        self.shortcoming = shortcoming if shortcoming is not None else nn.Linear(hidden, 2)
 
     def _inner(self):
         model = self.clf
@@ -59,6 +71,7 @@ class BertClassifier:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.shortcoming = shortcoming.eval()
+        self.heads = TwoHeads(model, model.config.hidden_size, self.shortcoming)
         self.max_length = max_length
         self.name = name
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -77,9 +90,7 @@ class BertClassifier:
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as err:
             raise FazhiError(str(path), f"cannot load the model: {str(err).splitlines()[0]}") from None
-        state = load_file(str(path / SC_HEAD))
-        head = nn.Linear(state["weight"].shape[1], 2)
-        head.load_state_dict(state)
+        head = load_shortcoming_head(path)
         meta = json.loads((path / "fazhi.json").read_text()) if (path / "fazhi.json").is_file() else {}
         return cls(model, tokenizer, head, meta.get("max_length", 256), name=meta.get("name", path.name))
 
@@ -88,7 +99,7 @@ class BertClassifier:
         out.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
-        save_file({k: v.contiguous() for k, v in self.shortcoming.state_dict().items()}, str(out / SC_HEAD))
+        save_shortcoming_head(self.shortcoming, out)
         (out / "fazhi.json").write_text(json.dumps({"type": "bert", "name": self.name, "max_length": self.max_length,
                                                     **(meta or {})}, ensure_ascii=False, indent=2))
         return out
@@ -99,13 +110,11 @@ class BertClassifier:
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         cat = torch.zeros(len(inputs), len(self.labels))
         sc = torch.zeros(len(inputs), 2)
-        heads = TwoHeads(self.model, self.model.config.hidden_size)
-        heads.shortcoming = self.shortcoming
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             enc = self.tokenizer([inputs[i] for i in idx], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt")
-            c, s = heads(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+            c, s = self.heads(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
             cat[idx], sc[idx] = c.float(), s.float()
         return cat, sc
 

@@ -8,11 +8,9 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-from torch import nn
 
 from fazhi.errors import FazhiError
-from models.bert import SC_HEAD, BertClassifier
+from models.bert import BertClassifier, load_shortcoming_head
 
 ADAPTER_DIR = Path(__file__).resolve().parent / "release"
 
@@ -63,9 +61,7 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, o
         base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={l: i for i, l in enumerate(labels)}, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    state = load_file(str(adapter_dir / SC_HEAD))
-    head = nn.Linear(state["weight"].shape[1], 2)
-    head.load_state_dict(state)
+    head = load_shortcoming_head(adapter_dir)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     out = BertClassifier(merged, tokenizer, head, meta.get("max_length", 192), name="fazhi-e5-small-lora").save(
         out_dir, {"adapter": str(adapter_dir), "base_model": str(base_dir),

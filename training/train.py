@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fazhi.errors import FazhiError
-from models.bert import SC_HEAD, BertClassifier, TwoHeads, with_context
+from models.bert import BertClassifier, TwoHeads, save_shortcoming_head, with_context
 
 LORA_TARGETS = r".*encoder.*\.(query|key|value|dense)$"
 
@@ -187,9 +187,7 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
     model = heads.clf
     if args.lora_r:
         model.save_pretrained(out / "adapter")
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in heads.shortcoming.state_dict().items()}, str(out / "adapter" / SC_HEAD))
+        save_shortcoming_head(heads.shortcoming, out / "adapter")
         (out / "adapter" / "fazhi.json").write_text(json.dumps({"labels": labels, "max_length": args.max_length}))
         model = model.merge_and_unload()
     BertClassifier(model, tokenizer, heads.shortcoming, args.max_length, name=out.name).save(out, {"training": summary})
