@@ -228,5 +228,47 @@ def tag(
         typer.echo(f"{indent}[{r.category} {r.scores[r.category]:.2f}{flag}] {p.text[:60]}{'…' if len(p.text) > 60 else ''}")
 
 
+@app.command()
+@user_errors
+def summarize(
+    file: Path = typer.Argument(..., help="Report file: .txt, .html/.htm, .docx or .pdf"),
+    model: str = typer.Option("bert", "--model", help="rules, tfidf, or a model directory (default: release model)"),
+    format: str = typer.Option("md", "--format", "-f", help="md, json or html"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the digest here (default: stdout)"),
+    chart: Optional[Path] = typer.Option(None, help="Coverage chart PNG for md (default: beside --out, or "
+                                                     "FILE-stem.coverage.png in the current directory)"),
+    length: int = typer.Option(300, help="Summary length in characters"),
+) -> None:
+    """Digest a report: summary, coverage, admitted shortcomings, claimed figures and highlights."""
+    from corpora import read_document
+    from corpora.taxonomy import load_taxonomy
+    from fazhi.render import digest_html, digest_markdown, write_chart
+    from models.base import document_inputs, load_classifier
+    from models.digest import build_digest
+
+    if format not in ("json", "md", "html"):
+        fail(f"--format: expected md, json or html, got {format!r}")
+    doc = read_document(file)
+    clf = load_classifier(model)
+    digest = build_digest(doc, clf.predict(*document_inputs(doc)), clf, summary_chars=length, source=str(file))
+    names, title = load_taxonomy().names(), doc.meta.get("title") or file.name
+    if format == "json":
+        text = json.dumps(digest.to_dict(), ensure_ascii=False, indent=2) + "\n"
+    elif format == "html":
+        text = digest_html(digest, names, title)
+    else:
+        chart = chart or (out.with_name(out.stem + ".coverage.png") if out else Path(file.stem + ".coverage.png"))
+        write_chart(digest, names, chart)
+        typer.echo(f"wrote {chart}", err=True)
+        shown = chart.name if out and chart.parent.resolve() == out.parent.resolve() else str(chart)
+        text = digest_markdown(digest, names, title, shown)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
 if __name__ == "__main__":
     app()

@@ -15,6 +15,15 @@ def use_cjk_font() -> str | None:
     from matplotlib import font_manager
 
     installed = {f.name for f in font_manager.fontManager.ttflist}
+    if not installed.intersection(CJK_FONTS):
+        # matplotlib's font cache predates a font installed later (e.g. by `make setup`): add the files
+        for path in font_manager.findSystemFonts():
+            if any(key in path.lower() for key in ("wqy", "notosanscjk", "sourcehansans", "uming", "simhei", "msyh")):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError):
+                    continue
+        installed = {f.name for f in font_manager.fontManager.ttflist}
     for name in CJK_FONTS:
         if name in installed:
             matplotlib.rcParams["font.sans-serif"] = [name, "DejaVu Sans"]

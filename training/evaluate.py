@@ -17,6 +17,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from corpora import parse_text
 from fazhi.errors import FazhiError
 from models.base import Classifier, document_inputs
+from models.digest import build_digest
 
 
 def load_gold(gold_dir: str | Path) -> dict[str, list[dict]]:
@@ -67,22 +68,31 @@ def evaluate(model: Classifier, gold_dir: str | Path) -> dict:
                        [r["shortcoming"] for r in body], [p.shortcoming for p in alone])
 
     g_cat, p_cat, g_sc, p_sc = [], [], [], []
-    for rows in gold.values():
+    sc_lines = sc_listed = 0
+    for name, rows in gold.items():
         doc = parse_text("\n".join(r["text"] for r in rows))
         texts, paths = document_inputs(doc)
         preds = model.predict(texts, paths)
+        listed = {s.paragraph_id for s in build_digest(doc, preds, model, source=name).shortcomings} if doc.body else set()
         # each gold line is one line of the joined text: map paragraph start offsets to line numbers
-        line_of = {doc.text.count("\n", 0, p.start): pred for p, pred in zip(doc.paragraphs, preds)}
+        line_of = {doc.text.count("\n", 0, p.start): (p, pred) for p, pred in zip(doc.paragraphs, preds)}
         for n, r in enumerate(rows):
             if r["kind"] != "body":
                 continue
-            pred = line_of.get(n)
+            para, pred = line_of.get(n, (None, None))
             g_cat.append(r["category"])
             g_sc.append(r["shortcoming"])
             p_cat.append(pred.category if pred else "(not a paragraph)")
             p_sc.append(pred.shortcoming if pred else False)
+            if r["shortcoming"]:
+                sc_lines += 1
+                sc_listed += bool(para and para.id in listed)
     document = scores(g_cat, p_cat, g_sc, p_sc)
-    return {"model": model.name, "gold": str(gold_dir), "files": len(gold), "paragraph": paragraph, "document": document}
+    # the digest's admitted-shortcoming list: which gold shortcoming lines it quotes from
+    digest = {"shortcoming_lines": sc_lines, "shortcoming_lines_listed": sc_listed,
+              "shortcoming_line_recall": round(sc_listed / sc_lines, 4) if sc_lines else None}
+    return {"model": model.name, "gold": str(gold_dir), "files": len(gold), "paragraph": paragraph,
+            "document": document, "digest": digest}
 
 
 def write_report(result: dict, out_dir: str | Path) -> list[Path]:

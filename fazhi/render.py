@@ -1,0 +1,90 @@
+"""Readable renderings of a digest: a coverage bar chart (PNG), markdown and self-contained HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+from fazhi.plotting import use_cjk_font
+from models.digest import Digest
+
+
+def coverage_chart(digest: Digest, names: dict[str, str]) -> bytes:
+    """PNG bytes of a horizontal bar chart: share of body paragraphs per category, missing ones in red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    font = use_cjk_font()
+    cats = list(digest.coverage)[::-1]
+    label = (lambda c: f"{names.get(c, c)} ({c})") if font else str
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(cats) + 1.2))
+    colors = ["#2e86c1"] * len(cats)
+    bars = ax.barh([label(c) for c in cats], [100 * digest.coverage[c] for c in cats], color=colors)
+    missing = set(digest.missing_categories)
+    ax.bar_label(bars, labels=["not addressed" if c in missing else f"{100 * digest.coverage[c]:.0f}%" for c in cats],
+                 padding=3, fontsize=8)
+    for tick, c in zip(ax.get_yticklabels(), cats):
+        tick.set_color("#c0392b" if c in missing else "black")
+    ax.set_xlabel("share of body paragraphs (%)")
+    ax.set_xlim(0, max(100 * max(digest.coverage.values()) * 1.15, 10))
+    ax.set_title("coverage of the outline (red: not addressed)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _figure_line(f) -> str:
+    value = f"{f.value:g}" if isinstance(f.value, float) else str(f.value)
+    return f"{value}{f.unit} — {f.what} ({f.category}, {f.paragraph_id})"
+
+
+def digest_markdown(digest: Digest, names: dict[str, str], title: str, chart: str | None = None) -> str:
+    """Markdown page of a digest; ``chart`` is the path or URL of the coverage PNG to show, if any."""
+    name = lambda c: f"{names.get(c, c)} ({c})"  # noqa: E731
+    lines = [f"# {title}", "", "## Summary", "", digest.summary, "", "## Coverage", ""]
+    if chart:
+        lines += [f"![coverage]({chart})", ""]
+    lines += ["| category | share |", "|---|---|"]
+    lines += [f"| {name(c)} | {100 * s:.1f}% |" for c, s in digest.coverage.items()]
+    missing = ", ".join(name(c) for c in digest.missing_categories) or "none"
+    lines += ["", f"Not addressed: {missing}", "", "## Admitted shortcomings", ""]
+    lines += [f"{i}. {s.text} ({s.category}, {s.paragraph_id})" for i, s in enumerate(digest.shortcomings, 1)] or ["none"]
+    lines += ["", "## Claimed figures", ""]
+    lines += [f"- {_figure_line(f)}" for f in digest.figures] or ["none"]
+    lines += ["", "## Highlights", ""]
+    for c, sentences in digest.highlights.items():
+        lines += [f"### {name(c)}", ""] + [f"- {s}" for s in sentences] + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def digest_html(digest: Digest, names: dict[str, str], title: str) -> str:
+    """One self-contained HTML page (the chart inlined as a data URI)."""
+    e = html.escape
+    name = lambda c: e(f"{names.get(c, c)} ({c})")  # noqa: E731
+    png = base64.b64encode(coverage_chart(digest, names)).decode("ascii")
+    rows = "".join(f"<tr><td>{name(c)}</td><td>{100 * s:.1f}%</td></tr>" for c, s in digest.coverage.items())
+    shortcomings = "".join(f"<li>{e(s.text)} <small>({e(s.category)}, {e(s.paragraph_id)})</small></li>"
+                           for s in digest.shortcomings) or "<li>none</li>"
+    figures = "".join(f"<li>{e(_figure_line(f))}</li>" for f in digest.figures) or "<li>none</li>"
+    highlights = "".join(f"<h3>{name(c)}</h3><ul>{''.join(f'<li>{e(s)}</li>' for s in ss)}</ul>"
+                         for c, ss in digest.highlights.items())
+    missing = ", ".join(name(c) for c in digest.missing_categories) or "none"
+    return (f"<!doctype html><html lang=\"zh\"><head><meta charset=\"utf-8\"><title>{e(title)}</title></head><body>"
+            f"<h1>{e(title)}</h1><h2>Summary</h2><p>{e(digest.summary)}</p>"
+            f"<h2>Coverage</h2><img alt=\"coverage\" src=\"data:image/png;base64,{png}\">"
+            f"<table><tr><th>category</th><th>share</th></tr>{rows}</table><p>Not addressed: {missing}</p>"
+            f"<h2>Admitted shortcomings</h2><ol>{shortcomings}</ol><h2>Claimed figures</h2><ul>{figures}</ul>"
+            f"<h2>Highlights</h2>{highlights}</body></html>\n")
+
+
+def write_chart(digest: Digest, names: dict[str, str], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(coverage_chart(digest, names))
+    return path
