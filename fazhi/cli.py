@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional
@@ -14,6 +15,7 @@ from fazhi.errors import FazhiError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 EXIT_BAD_INPUT = 2
+SHARED_REPORTS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "reports"
 
 
 def fail(message: str) -> None:
@@ -212,20 +214,19 @@ def tag(
 ) -> None:
     """Parse a report and tag every paragraph with its category and shortcoming flag."""
     from corpora import read_document
+    from fazhi.render import tagged_markdown
     from models.base import document_inputs, load_classifier
 
     if format not in ("json", "md"):
         fail(f"--format: expected json or md, got {format!r}")
     doc = read_document(file)
     preds = load_classifier(model).predict(*document_inputs(doc))
+    paragraphs = [{**p.to_dict(), **r.to_dict()} for p, r in zip(doc.paragraphs, preds)]
     if format == "json":
-        emit_json({"meta": doc.meta, "paragraphs": [{**p.to_dict(), **r.to_dict()} for p, r in zip(doc.paragraphs, preds)]})
+        emit_json({"meta": doc.meta, "paragraphs": paragraphs})
         return
     typer.echo(f"# {doc.meta.get('title') or file.name}\n")
-    for p, r in zip(doc.paragraphs, preds):
-        flag = " ⚠ shortcoming" if r.shortcoming else ""
-        indent = "#" * min(p.level + 1, 6) + " " if p.kind == "heading" else ""
-        typer.echo(f"{indent}[{r.category} {r.scores[r.category]:.2f}{flag}] {p.text[:60]}{'…' if len(p.text) > 60 else ''}")
+    sys.stdout.write(tagged_markdown(paragraphs))
 
 
 @app.command()
@@ -268,6 +269,78 @@ def summarize(
         typer.echo(f"wrote {out}", err=True)
     else:
         sys.stdout.write(text)
+
+
+@app.command()
+@user_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
+    port: int = typer.Option(8000, help="TCP port"),
+    db: Optional[Path] = typer.Option(None, help="SQLite file (default $FAZHI_DB or ./fazhi.db)"),
+    model: Optional[str] = typer.Option(None, help="rules, tfidf, or a model directory (default: release model)"),
+    key_file: Optional[Path] = typer.Option(None, help="File of API key hashes (see `fazhi api-key new`)"),
+    batching: bool = typer.Option(True, help="Batch concurrent /v1/classify requests into one model call"),
+    protect_reads: bool = typer.Option(False, help="Require an API key on read endpoints too"),
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs). Write endpoints need a key from $FAZHI_API_KEYS or --key-file."""
+    import logging
+
+    import uvicorn
+
+    from serving.app import Settings, create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = Settings.from_env(db=db, model=model, key_file=key_file, batching=batching,
+                                 protect_reads=protect_reads or None)
+    if not settings.key_file and not os.environ.get("FAZHI_API_KEYS"):
+        typer.echo("fazhi: warning: no API keys configured; write endpoints will answer 401", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")
+
+
+def report_paragraphs(reports: list[Path]) -> list[str]:
+    """Body paragraph texts of report files and folders of them (benchmark input)."""
+    from corpora import read_document
+    from corpora.reader import SUPPORTED
+
+    files = [f for r in reports for f in (sorted(r.iterdir()) if r.is_dir() else [r]) if f.suffix.lower() in SUPPORTED]
+    return [p.text for f in files for p in read_document(f).body]
+
+
+@app.command("bench-api")
+@user_errors
+def bench_api(
+    reports: list[Path] = typer.Argument(None, help="Reports whose paragraphs are sent (default: the shared reports)"),
+    model: Optional[str] = typer.Option(None, help="rules, tfidf, or a model directory (default: release model)"),
+    clients: int = typer.Option(16, help="Concurrent clients"),
+    seconds: float = typer.Option(20, help="Seconds of load per configuration"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Load-test /v1/classify on loopback with batching on and off: throughput, p50/p99 latency."""
+    from serving.loadtest import bench_api as run
+
+    result = run(report_paragraphs(reports or [SHARED_REPORTS]), model, clients, seconds)
+    if json_out:
+        emit_json(result)
+        return
+    typer.echo(f"{clients} clients, {seconds:g} s each, model {result['model']}, {result['cpu_cores']} CPU cores")
+    typer.echo(f"{'':<14}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for key in ("batching_on", "batching_off"):
+        r = result[key]
+        typer.echo(f"{key:<14}{r['requests_per_s']:>10}{r['p50_ms']:>10}{r['p99_ms']:>10}{r['errors']:>8}")
+    typer.echo(f"throughput ratio (on/off): {result['throughput_ratio']}")
+
+
+api_key_app = typer.Typer(no_args_is_help=True, help="API keys for the server's write endpoints.")
+app.add_typer(api_key_app, name="api-key")
+
+
+@api_key_app.command("new")
+@user_errors
+def api_key_new(key_file: Path = typer.Option(..., "--key-file", help="Append the new key's hash here")) -> None:
+    """Make a key, store only its hash in KEY_FILE, print the key once."""
+    from serving.auth import new_key
+
+    typer.echo(new_key(key_file))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,17 @@ def digest_html(digest: Digest, names: dict[str, str], title: str) -> str:
             f"<h2>Highlights</h2>{highlights}</body></html>\n")
 
 
+def tagged_markdown(paragraphs: list[dict]) -> str:
+    """One line per paragraph (dicts of the ``fazhi tag --format json`` shape), headings as markdown headings."""
+    lines = []
+    for p in paragraphs:
+        flag = " ⚠ shortcoming" if p["shortcoming"] else ""
+        indent = "#" * min(p["level"] + 1, 6) + " " if p["kind"] == "heading" else ""
+        text = p["text"] if len(p["text"]) <= 60 else p["text"][:60] + "…"
+        lines.append(f"{indent}[{p['category']} {p['scores'][p['category']]:.2f}{flag}] {text}")
+    return "\n".join(lines) + "\n"
+
+
 def write_chart(digest: Digest, names: dict[str, str], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,16 +17,38 @@ def default_model_dir() -> Path:
     return Path(os.environ.get("FAZHI_MODEL", RELEASE_DIR))
 
 
+def model_dir(spec: str | Path | None) -> Path | None:
+    """The directory a model name stands for (None for ``rules``, which has none)."""
+    if spec in (None, "", "bert"):
+        return default_model_dir()
+    if str(spec) == "rules":
+        return None
+    return TFIDF_DIR if str(spec) == "tfidf" else Path(spec)
+
+
+def model_card(spec: str | Path | None) -> tuple[dict, dict]:
+    """``(metrics, front_matter)`` of a model directory's fazhi.json and README.md (empty when absent)."""
+    import json
+
+    import yaml
+
+    path = model_dir(spec)
+    metrics, card = {}, {}
+    if path and (path / "fazhi.json").is_file():
+        metrics = json.loads((path / "fazhi.json").read_text(encoding="utf-8")).get("metrics", {})
+    if path and (path / "README.md").is_file():
+        text = (path / "README.md").read_text(encoding="utf-8")
+        if text.startswith("---"):
+            card = yaml.safe_load(text.split("---", 2)[1]) or {}
+    return metrics, card
+
+
 def resolve(spec: str | Path | None):
     from models.rules import RulesClassifier
 
-    if spec in (None, "", "bert"):
-        spec = default_model_dir()
-    if str(spec) == "rules":
+    path = model_dir(spec)
+    if path is None:
         return RulesClassifier()
-    if str(spec) == "tfidf":
-        spec = TFIDF_DIR
-    path = Path(spec)
     if not path.exists():
         hint = " (run `make setup` to build the release model)" if path == default_model_dir() else ""
         raise FazhiError(str(path), f"model directory not found{hint}")

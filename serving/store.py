@@ -1,0 +1,252 @@
+"""Where tagged reports live: a small interface and its embedded SQLite implementation.
+
+The endpoints speak only to :class:`ReportStore`; :func:`open_store` picks the implementation
+from a URL, so another database can be added without touching them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+from fazhi.errors import FazhiError
+
+# Each entry moves the schema one version up (PRAGMA user_version); never edit a released entry.
+MIGRATIONS = [
+    """
+    CREATE TABLE reports (
+        id TEXT PRIMARY KEY,
+        title TEXT,
+        region TEXT,
+        year INTEGER,
+        source TEXT,
+        model TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        meta TEXT NOT NULL,
+        digest TEXT
+    );
+    CREATE INDEX reports_region_year ON reports(region, year);
+    CREATE TABLE paragraphs (
+        rowid INTEGER PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        paragraph_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        heading_path TEXT NOT NULL,
+        text TEXT NOT NULL,
+        category TEXT NOT NULL,
+        scores TEXT NOT NULL,
+        shortcoming INTEGER NOT NULL,
+        shortcoming_score REAL NOT NULL
+    );
+    CREATE INDEX paragraphs_report ON paragraphs(report_id, position);
+    CREATE INDEX paragraphs_category ON paragraphs(category, shortcoming);
+    -- trigram full-text index: substring search that works for Chinese (queries of 3+ characters)
+    CREATE VIRTUAL TABLE paragraphs_fts USING fts5(text, content='paragraphs', content_rowid='rowid',
+                                                   tokenize='trigram');
+    CREATE TRIGGER paragraphs_ai AFTER INSERT ON paragraphs BEGIN
+        INSERT INTO paragraphs_fts(rowid, text) VALUES (new.rowid, new.text);
+    END;
+    CREATE TRIGGER paragraphs_ad AFTER DELETE ON paragraphs BEGIN
+        INSERT INTO paragraphs_fts(paragraphs_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    END;
+    """,
+]
+
+
+@dataclass
+class ReportRecord:
+    """A tagged report ready to store: ``paragraphs`` are dicts of the ``fazhi tag --format json`` shape."""
+
+    meta: dict[str, Any]
+    paragraphs: list[dict[str, Any]]
+    model: str
+    title: str | None = None
+    region: str | None = None
+    year: int | None = None
+    source: str | None = None
+    digest: dict[str, Any] | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+@dataclass
+class ParagraphQuery:
+    category: str | None = None
+    shortcoming: bool | None = None
+    region: str | None = None
+    year: int | None = None
+    q: str | None = None
+    kind: str | None = "body"
+    report_id: str | None = None
+
+
+class ReportStore(Protocol):
+    def add(self, record: ReportRecord) -> str:
+        """Store a report and its paragraphs atomically; return its id."""
+
+    def get(self, report_id: str) -> dict | None: ...
+
+    def delete(self, report_id: str) -> bool: ...
+
+    def list(self, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]: ...
+
+    def paragraphs(self, query: ParagraphQuery, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        """Matching paragraphs in storage order and the cursor of the next page (None at the end)."""
+
+    def writable(self) -> bool: ...
+
+
+def open_store(url: str | Path) -> ReportStore:
+    """A store for ``url``: a file path or ``sqlite:///path`` (``:memory:`` is not shared, so not offered)."""
+    text = str(url)
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///"):]
+    elif "://" in text:
+        raise FazhiError(text, "unsupported database URL; use a file path or sqlite:///path")
+    return SQLiteStore(Path(text))
+
+
+def encode_cursor(value: int | str) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise FazhiError("cursor", "not a cursor returned by this server") from None
+
+
+class SQLiteStore:
+    """SQLite in WAL mode: readers never wait for the writer; one transaction per report."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                self._migrate(db)
+        except sqlite3.DatabaseError as err:
+            raise FazhiError(str(path), f"cannot open the database: {err}") from None
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys=ON")
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise FazhiError("database", f"schema version {version} is newer than this fazhi ({len(MIGRATIONS)})")
+        for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript commits first, so the script runs in its own explicit transaction
+            db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={n};\nCOMMIT;")
+
+    def add(self, record: ReportRecord) -> str:
+        rows = [(record.id, p["id"], i, p["kind"], p["level"], json.dumps(p["heading_path"], ensure_ascii=False),
+                 p["text"], p["category"], json.dumps(p["scores"]), int(p["shortcoming"]), p["shortcoming_score"])
+                for i, p in enumerate(record.paragraphs)]
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("INSERT INTO reports VALUES (?,?,?,?,?,?,?,?,?)",
+                           (record.id, record.title, record.region, record.year, record.source, record.model,
+                            record.created_at, json.dumps(record.meta, ensure_ascii=False),
+                            json.dumps(record.digest, ensure_ascii=False) if record.digest is not None else None))
+                db.executemany("INSERT INTO paragraphs (report_id, paragraph_id, position, kind, level, heading_path, "
+                               "text, category, scores, shortcoming, shortcoming_score) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                               rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return record.id
+
+    @staticmethod
+    def _report(row: sqlite3.Row) -> dict:
+        return {"id": row["id"], "title": row["title"], "region": row["region"], "year": row["year"],
+                "source": row["source"], "model": row["model"], "created_at": row["created_at"]}
+
+    def get(self, report_id: str) -> dict | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM reports WHERE id = ?", (report_id,)).fetchone()
+            if row is None:
+                return None
+            paras = db.execute("SELECT * FROM paragraphs WHERE report_id = ? ORDER BY position", (report_id,)).fetchall()
+        return {**self._report(row), "meta": json.loads(row["meta"]),
+                "digest": json.loads(row["digest"]) if row["digest"] else None,
+                "paragraphs": [self._paragraph(p) for p in paras]}
+
+    def delete(self, report_id: str) -> bool:
+        with self._connect() as db:
+            return db.execute("DELETE FROM reports WHERE id = ?", (report_id,)).rowcount > 0
+
+    def list(self, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        after = decode_cursor(cursor) if cursor else ""
+        with self._connect() as db:
+            rows = db.execute("SELECT r.*, (SELECT count(*) FROM paragraphs p WHERE p.report_id = r.id) AS n "
+                              "FROM reports r WHERE r.created_at || r.id > ? ORDER BY r.created_at || r.id LIMIT ?",
+                              (after, limit + 1)).fetchall()
+        items = [{**self._report(r), "paragraphs": r["n"]} for r in rows[:limit]]
+        more = len(rows) > limit
+        return items, encode_cursor(rows[limit - 1]["created_at"] + rows[limit - 1]["id"]) if more else None
+
+    @staticmethod
+    def _paragraph(row: sqlite3.Row) -> dict:
+        return {"id": row["paragraph_id"], "kind": row["kind"], "level": row["level"],
+                "heading_path": json.loads(row["heading_path"]), "text": row["text"], "category": row["category"],
+                "scores": json.loads(row["scores"]), "shortcoming": bool(row["shortcoming"]),
+                "shortcoming_score": row["shortcoming_score"]}
+
+    def paragraphs(self, query: ParagraphQuery, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+        after = decode_cursor(cursor) if cursor else "0"
+        if not after.isdigit():
+            raise FazhiError("cursor", "not a cursor returned by this server")
+        where, args = ["p.rowid > ?"], [int(after)]
+        for column, value in (("p.category", query.category), ("r.region", query.region), ("r.year", query.year),
+                              ("p.kind", query.kind), ("p.report_id", query.report_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.shortcoming is not None:
+            where.append("p.shortcoming = ?")
+            args.append(int(query.shortcoming))
+        if query.q:
+            if len(query.q) >= 3:  # the trigram index needs three characters; shorter queries scan
+                where.append("p.rowid IN (SELECT rowid FROM paragraphs_fts WHERE paragraphs_fts MATCH ?)")
+                args.append('"' + query.q.replace('"', '""') + '"')
+            else:
+                where.append("instr(p.text, ?) > 0")
+                args.append(query.q)
+        sql = ("SELECT p.*, r.title, r.region, r.year FROM paragraphs p JOIN reports r ON r.id = p.report_id "
+               f"WHERE {' AND '.join(where)} ORDER BY p.rowid LIMIT ?")
+        with self._connect() as db:
+            rows = db.execute(sql, (*args, limit + 1)).fetchall()
+        items = [{"report_id": r["report_id"], "title": r["title"], "region": r["region"], "year": r["year"],
+                  **self._paragraph(r)} for r in rows[:limit]]
+        return items, encode_cursor(rows[limit - 1]["rowid"]) if len(rows) > limit else None
+
+    def writable(self) -> bool:
+        try:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ROLLBACK")
+            return True
+        except sqlite3.Error:
+            return False

@@ -1,0 +1,253 @@
+"""The HTTP API through FastAPI's TestClient: every endpoint, auth, limits and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import REPORTS, SAMPLE, write_docx
+from fazhi.errors import FazhiError
+from models.base import load_classifier
+from serving.app import Settings, create_app
+from serving.auth import hash_key, load_key_hashes, new_key
+from serving.batching import Batcher
+from serving.store import MIGRATIONS, ReportRecord, open_store
+
+KEY = {"X-API-Key": "test-key"}
+REPORT_001 = next(p for p in REPORTS if p.name.startswith("001_"))
+
+
+def make_client(tmp_path, **overrides) -> TestClient:
+    settings = Settings(db=tmp_path / "api.db", model="rules", api_keys_env="test-key,other-key", **overrides)
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture
+def client(tmp_path):
+    with make_client(tmp_path) as c:
+        yield c
+
+
+def upload(client, path, name=None, **fields):
+    with open(path, "rb") as f:
+        return client.post("/v1/reports", files={"file": (name or path.name, f.read())}, data=fields, headers=KEY)
+
+
+def assert_error(response, status, *words):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    for w in words:
+        assert w in body["error"]["message"]
+
+
+def test_health_ready_and_model(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    info = client.get("/v1/model").json()
+    assert info["name"] == "rules" and "enforcement" in info["labels"] and info["batching"] is True
+    assert "X-Request-ID" in client.get("/healthz").headers
+
+
+def test_classify_shapes(client):
+    r = client.post("/v1/classify", json={"paragraphs": [
+        "全年收到行政复议申请64件，受理58件，审结55件，综合纠错率21.8%。",
+        {"text": "一是部分乡镇综合执法队伍专业力量不足，执法人员持证比例偏低。", "heading_path": ["二、存在的不足"]}]})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model"] == "rules" and len(body["results"]) == 2
+    first, second = body["results"]
+    assert set(first) == {"text", "category", "scores", "shortcoming", "shortcoming_score"}
+    assert sum(first["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert second["shortcoming"] is True and first["shortcoming"] is False
+
+
+@pytest.mark.parametrize("payload, words", [
+    ({"paragraphs": []}, ["paragraphs"]),
+    ({"paragraphs": [""]}, ["paragraphs"]),
+    ({"paragraphs": [3]}, ["paragraphs"]),
+    ({"paragraphs": [{"text": "x", "heading_path": "not a list"}]}, ["paragraphs"]),
+    ({"texts": ["x"]}, []),
+])
+def test_classify_bad_bodies(client, payload, words):
+    assert_error(client.post("/v1/classify", json=payload), 422, *words)
+
+
+def test_classify_malformed_json_and_limits(tmp_path):
+    with make_client(tmp_path, max_paragraphs=3, max_paragraph_chars=50, max_body_bytes=2000) as c:
+        r = c.post("/v1/classify", content=b'{"paragraphs": [', headers={"content-type": "application/json"})
+        assert_error(r, 422)
+        assert_error(c.post("/v1/classify", json={"paragraphs": ["一"] * 4}), 413, "max_paragraphs=3")
+        assert_error(c.post("/v1/classify", json={"paragraphs": ["长" * 51]}), 422, "max_paragraph_chars=50")
+        assert_error(c.post("/v1/classify", json={"paragraphs": ["长" * 40] * 3 + ["x" * 2000]}), 413,
+                     "max_body_bytes=2000")
+
+
+def test_report_lifecycle(client, tmp_path):
+    r = upload(client, REPORT_001)
+    assert r.status_code == 201, r.text
+    report = r.json()
+    assert report["region"] == "沂源县" and report["year"] == 2019 and report["source"] == REPORT_001.name
+    assert any(p["shortcoming"] for p in report["paragraphs"])
+    assert report["digest"]["shortcomings"] and report["digest"]["summary"]
+    rid = report["id"]
+
+    listed = client.get("/v1/reports").json()
+    assert [i["id"] for i in listed["items"]] == [rid] and listed["items"][0]["paragraphs"] == len(report["paragraphs"])
+    assert client.get(f"/v1/reports/{rid}").json() == report
+    md = client.get(f"/v1/reports/{rid}", params={"format": "md"})
+    assert md.headers["content-type"].startswith("text/markdown") and "## Tagged outline" in md.text
+    assert f"/v1/reports/{rid}/coverage.png" in md.text
+    png = client.get(f"/v1/reports/{rid}/coverage.png")
+    assert png.headers["content-type"] == "image/png" and png.content[:4] == b"\x89PNG"
+
+    assert_error(client.delete(f"/v1/reports/{rid}"), 401)
+    assert client.delete(f"/v1/reports/{rid}", headers=KEY).status_code == 204
+    assert_error(client.get(f"/v1/reports/{rid}"), 404, rid)
+    assert_error(client.delete(f"/v1/reports/{rid}", headers=KEY), 404)
+    assert client.get("/v1/paragraphs", params={"report_id": rid}).json()["items"] == []
+
+
+def test_report_as_json_and_docx(client, tmp_path):
+    text = SAMPLE.read_text(encoding="utf-8")
+    r = client.post("/v1/reports", json={"text": text, "region": "青溪县", "year": 2023}, headers=KEY)
+    assert r.status_code == 201 and r.json()["region"] == "青溪县" and r.json()["source"] is None
+    r = upload(client, write_docx(text, tmp_path / "sample.docx"), title="样例")
+    assert r.status_code == 201 and r.json()["title"] == "样例"
+    assert len(client.get("/v1/reports").json()["items"]) == 2
+
+
+def test_report_auth(client):
+    text = {"text": SAMPLE.read_text(encoding="utf-8")}
+    assert_error(client.post("/v1/reports", json=text), 401, "X-API-Key")
+    assert_error(client.post("/v1/reports", json=text, headers={"X-API-Key": "wrong"}), 403)
+    assert client.post("/v1/reports", json=text, headers={"X-API-Key": "other-key"}).status_code == 201
+
+
+def test_bad_reports_store_nothing(client, tmp_path):
+    assert upload(client, SAMPLE).status_code == 201
+    broken = tmp_path / "broken.docx"
+    broken.write_bytes(b"PK\x03\x04 not really a docx")
+    furniture = tmp_path / "furniture.txt"
+    furniture.write_text("第 1 页 共 2 页\n- 2 -\n", encoding="utf-8")
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert_error(upload(client, broken), 422, "broken.docx")
+    assert_error(upload(client, broken, name="broken.pdf"), 422, "broken.pdf")
+    assert_error(upload(client, furniture), 422, "furniture.txt", "no body paragraphs")
+    assert_error(upload(client, empty), 422, "empty")
+    assert_error(upload(client, SAMPLE, name="report.exe"), 415, ".exe")
+    assert_error(client.post("/v1/reports", json={"text": ""}, headers=KEY), 422, "text")
+    assert_error(client.post("/v1/reports", json={"text": "x", "year": "soon"}, headers=KEY), 422, "year")
+    assert_error(client.post("/v1/reports", content=b"{not json", headers={**KEY, "content-type": "application/json"}), 422)
+    assert_error(client.post("/v1/reports", content=b"text", headers={**KEY, "content-type": "text/plain"}), 415)
+    assert_error(client.post("/v1/reports", files={"title": (None, "no file")}, headers=KEY), 422, "file")
+    assert len(client.get("/v1/reports").json()["items"]) == 1
+
+
+def test_paragraph_search_filters_and_pages(client):
+    for path in REPORTS:
+        assert upload(client, path).status_code == 201
+    everything = client.get("/v1/paragraphs", params={"limit": 500}).json()
+    assert everything["next_cursor"] is None and all(p["kind"] == "body" for p in everything["items"])
+
+    seen, cursor = [], None
+    while True:
+        page = client.get("/v1/paragraphs", params={"limit": 7, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [(p["report_id"], p["id"]) for p in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [(p["report_id"], p["id"]) for p in everything["items"]]
+
+    sc = client.get("/v1/paragraphs", params={"shortcoming": True, "category": "other"}).json()["items"]
+    assert sc and all(p["shortcoming"] and p["category"] == "other" for p in sc)
+    yiyuan = client.get("/v1/paragraphs", params={"region": "沂源县", "year": 2019}).json()["items"]
+    assert yiyuan and {p["region"] for p in yiyuan} == {"沂源县"}
+    hits = client.get("/v1/paragraphs", params={"q": "综合纠错率"}).json()["items"]
+    assert hits and all("综合纠错率" in p["text"] for p in hits)
+    short = client.get("/v1/paragraphs", params={"q": "复议", "limit": 500}).json()["items"]
+    assert short and all("复议" in p["text"] for p in short)
+    assert len(short) == sum("复议" in p["text"] for p in everything["items"])
+    headings = client.get("/v1/paragraphs", params={"kind": "heading"}).json()["items"]
+    assert headings and all(p["kind"] == "heading" for p in headings)
+    assert_error(client.get("/v1/paragraphs", params={"category": "nonsense"}), 422, "nonsense")
+    assert_error(client.get("/v1/paragraphs", params={"cursor": "!!"}), 422, "cursor")
+    assert_error(client.get("/v1/paragraphs", params={"limit": 0}), 422, "limit")
+
+
+def test_protected_reads(tmp_path):
+    with make_client(tmp_path, protect_reads=True) as c:
+        assert_error(c.get("/v1/paragraphs"), 401)
+        assert c.get("/v1/paragraphs", headers=KEY).status_code == 200
+        assert c.get("/healthz").status_code == 200
+
+
+def test_key_file_is_hashed_and_keys_stay_out_of_logs(tmp_path, caplog):
+    key_file = tmp_path / "keys"
+    key = new_key(key_file)
+    assert key not in key_file.read_text() and hash_key(key) in key_file.read_text()
+    assert load_key_hashes(key_file, env="") == {hash_key(key)}
+    settings = Settings(db=tmp_path / "k.db", model="rules", key_file=key_file, api_keys_env="")
+    caplog.set_level(logging.INFO, logger="fazhi.access")
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/reports", json={"text": SAMPLE.read_text(encoding="utf-8")}, headers={"X-API-Key": key})
+        assert r.status_code == 201
+    assert key not in caplog.text and '"status": 201' in caplog.text and "request_id" in caplog.text
+    (tmp_path / "bad").write_text("not-a-hash\n")
+    with pytest.raises(FazhiError, match="bad:1"):
+        load_key_hashes(tmp_path / "bad", env="")
+
+
+def test_store_is_atomic_and_migrated(tmp_path):
+    store = open_store(tmp_path / "s.db")
+    good = {"id": "p1", "kind": "body", "level": 1, "heading_path": [], "text": "文本", "category": "other",
+            "scores": {"other": 1.0}, "shortcoming": False, "shortcoming_score": 0.1}
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add(ReportRecord(meta={}, paragraphs=[good, {**good, "id": "p2", "text": None}], model="rules", id="r1"))
+    assert store.get("r1") is None and store.list(10)[0] == []
+    store.add(ReportRecord(meta={}, paragraphs=[good], model="rules", id="r2"))
+    again = open_store(f"sqlite:///{tmp_path / 's.db'}")  # re-opening migrates nothing and keeps data
+    assert again.get("r2")["paragraphs"][0]["text"] == "文本"
+    db = sqlite3.connect(tmp_path / "s.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    db.close()
+    with pytest.raises(FazhiError, match="newer"):
+        open_store(tmp_path / "s.db")
+    with pytest.raises(FazhiError, match="unsupported database URL"):
+        open_store("postgresql://localhost/fazhi")
+
+
+def test_batcher_merges_concurrent_requests():
+    clf = load_classifier("rules")
+    texts = [f"全年办理行政复议案件{i}件，依法纠错。" for i in range(12)]
+
+    async def run(enabled: bool):
+        batcher = Batcher(clf, max_batch=64, max_wait_ms=50, enabled=enabled)
+        await batcher.start()
+        results = await asyncio.gather(*(batcher.predict([t]) for t in texts))
+        await batcher.stop()
+        return batcher.batches, [r[0] for r in results]
+
+    batched_calls, batched = asyncio.run(run(True))
+    single_calls, single = asyncio.run(run(False))
+    assert single_calls == len(texts) and batched_calls < len(texts) / 2
+    assert batched == single == clf.predict(texts)
+
+
+def test_openapi_has_examples_and_typed_bodies(client):
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    for path in ("/v1/classify", "/v1/reports", "/v1/reports/{report_id}", "/v1/paragraphs", "/healthz", "/readyz",
+                 "/v1/model"):
+        assert path in paths
+    content = paths["/v1/reports"]["post"]["requestBody"]["content"]
+    assert {"application/json", "multipart/form-data"} <= set(content)
+    assert "examples" in json.dumps(spec["components"]["schemas"]["ClassifyRequest"])
