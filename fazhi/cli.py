@@ -205,6 +205,18 @@ def models_merge(
     typer.echo(f"wrote {merge_adapter(base_model, adapter or ADAPTER_DIR, out)}", err=True)
 
 
+@models_app.command("export-onnx")
+@user_errors
+def models_export_onnx(
+    model: Path = typer.Option(Path("build/release-model"), "--model", help="A saved BERT model directory"),
+    quantize: str = typer.Option("selective", help="int8 model (used when present): selective, all or none"),
+) -> None:
+    """Export a BERT model to ONNX (MODEL/onnx); tagging, the API and evaluate then run it with ONNX Runtime."""
+    from models.onnx import export_onnx
+
+    typer.echo(f"wrote {export_onnx(model, quantize)}", err=True)
+
+
 @app.command()
 @user_errors
 def tag(
@@ -304,6 +316,38 @@ def report_paragraphs(reports: list[Path]) -> list[str]:
 
     files = [f for r in reports for f in (sorted(r.iterdir()) if r.is_dir() else [r]) if f.suffix.lower() in SUPPORTED]
     return [p.text for f in files for p in read_document(f).body]
+
+
+@app.command()
+@user_errors
+def bench(
+    reports: list[Path] = typer.Argument(None, help="Reports whose paragraphs are tagged (default: the shared reports)"),
+    model: Path = typer.Option(None, "--model", help="A BERT model directory (default: the release model)"),
+    gold: Path = typer.Option(None, "--gold", help="Gold directory for the macro-F1 check (default: shared dev)"),
+    paragraphs: int = typer.Option(2000, help="Paragraphs to tag per path (the reports' paragraphs repeated)"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Paragraphs/second of the default tagging path versus transformers.pipeline, on the same model."""
+    from models.bench import run_bench
+    from models.registry import default_model_dir
+
+    if paragraphs < 1:
+        fail("--paragraphs must be positive")
+    files = [f for r in (reports or [SHARED_REPORTS]) for f in (sorted(r.glob("*.txt")) if r.is_dir() else [r])]
+    result = run_bench(model or default_model_dir(), files, gold or SHARED_REPORTS.parents[1] / "gold" / "dev",
+                       paragraphs, progress=not json_out)
+    if json_out:
+        emit_json(result)
+        return
+    typer.echo(f"{result['paragraphs']} paragraphs, {result['cpu_cores']} CPU cores, model {result['model']}")
+    typer.echo(f"  pipeline batch 1    {result['pipeline_batch1_paragraphs_per_s']:>8} paragraphs/s")
+    typer.echo(f"  pipeline batch 32   {result['pipeline_batch32_paragraphs_per_s']:>8} paragraphs/s")
+    typer.echo(f"  fazhi ({result['fazhi_backend']})  {result['fazhi_paragraphs_per_s']:>8} paragraphs/s")
+    typer.echo(f"  speedup {result['speedup']}x, macro-F1 {result['fazhi_macro_f1']} vs {result['pipeline_macro_f1']} "
+               f"(delta {result['macro_f1_delta']:+})")
+    typer.echo(f"  peak RSS: pipeline {result['pipeline_peak_rss_mb']} MB, fazhi {result['fazhi_peak_rss_mb']} MB")
+    for k, r in result["report_ms"].items():
+        typer.echo(f"  whole report {k:>3}: {r['paragraphs']:>4} paragraphs, {r['ms']:>8} ms")
 
 
 @app.command("bench-api")

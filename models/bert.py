@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -66,6 +67,7 @@ class BertClassifier:
     """Inference on a saved directory; batches sorted by length, padded to the longest in each."""
 
     name = "bert"
+    backend = "torch"
 
     def __init__(self, model, tokenizer, shortcoming: nn.Linear, max_length: int = 256, name: str = "bert"):
         self.model = model.eval()
@@ -105,17 +107,26 @@ class BertClassifier:
         return out
 
     @torch.inference_mode()
-    def logits(self, inputs: list[str], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Category logits (n, K) and shortcoming logits (n, 2), in input order."""
+    def forward(self, enc: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Category logits (b, K) and shortcoming logits (b, 2) of one tokenized batch."""
+        tensors = {k: torch.from_numpy(v) for k, v in enc.items()}
+        c, s = self.heads(tensors["input_ids"], tensors["attention_mask"], tensors.get("token_type_ids"))
+        return c.float().numpy(), s.float().numpy()
+
+    def logits(self, inputs: list[str], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Category logits (n, K) and shortcoming logits (n, 2), in input order.
+
+        Inputs are sorted by length and each batch is padded only to its longest member,
+        so short paragraphs do not pay for long ones.
+        """
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
-        cat = torch.zeros(len(inputs), len(self.labels))
-        sc = torch.zeros(len(inputs), 2)
+        cat = np.zeros((len(inputs), len(self.labels)), dtype=np.float32)
+        sc = np.zeros((len(inputs), 2), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             enc = self.tokenizer([inputs[i] for i in idx], padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
-            c, s = self.heads(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
-            cat[idx], sc[idx] = c.float(), s.float()
+                                 max_length=self.max_length, return_tensors="np")
+            cat[idx], sc[idx] = self.forward({k: v.astype(np.int64) for k, v in enc.items()})
         return cat, sc
 
     def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None, batch_size: int = 32) -> list[Prediction]:
@@ -123,10 +134,16 @@ class BertClassifier:
         if not inputs:
             return []
         cat, sc = self.logits(inputs, batch_size)
-        return predictions(cat.softmax(-1), sc.softmax(-1)[:, 1], self.labels)
+        return predictions(softmax(cat), softmax(sc)[:, 1], self.labels)
 
 
-def predictions(cat_probs, sc_probs, labels: list[str]) -> list[Prediction]:
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of an (n, K) array."""
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def predictions(cat_probs: np.ndarray, sc_probs: np.ndarray, labels: list[str]) -> list[Prediction]:
     """Turn probability arrays (n, K) and (n,) into :class:`Prediction` objects."""
     out = []
     for row, s in zip(cat_probs.tolist(), sc_probs.tolist()):

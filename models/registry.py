@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from fazhi.errors import FazhiError
@@ -59,5 +60,17 @@ def resolve(spec: str | Path | None):
     if (path / "config.json").is_file():
         from models.bert import BertClassifier
 
+        backend = os.environ.get("FAZHI_BACKEND", "auto")
+        if backend not in ("auto", "onnx", "torch"):
+            raise FazhiError("FAZHI_BACKEND", f"expected auto, onnx or torch, got {backend!r}")
+        if backend != "torch":
+            from models.onnx import load_fast
+
+            fast, why = load_fast(path)
+            if fast is not None:
+                return fast
+            if backend == "onnx":
+                raise FazhiError(str(path), why)
+            sys.stderr.write(f"fazhi: notice: {why}; using torch\n")
         return BertClassifier.load(path)
     raise FazhiError(str(path), "not a model directory (no config.json or tfidf.joblib)")

@@ -8,11 +8,19 @@ from xml.sax.saxutils import escape
 
 import pytest
 
+from corpora.dataset import build
+from corpora.synthesis import write_reports
+from corpora.taxonomy import load_taxonomy
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 REPORTS = sorted((SHARED / "corpora" / "reports").glob("*.txt"))
 GOLD_DIR = SHARED / "gold" / "dev"
 SAMPLE = ROOT / "fazhi" / "data" / "sample_report.txt"
+BASE = SHARED / "models" / "multilingual-e5-small-zh-q4"
+TEXTS = ["全年办理行政复议案件12件,综合纠错率20%,行政机关负责人出庭应诉率100%。",
+         "1.加强执法人员资格管理。组织执法人员培训考试,合格率98%。",
+         "部分部门法治工作力量比较薄弱,有待进一步加强。"]
 
 
 def gold_rows(report: Path) -> list[dict]:
@@ -50,3 +58,38 @@ def shared() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"{SHARED} is missing: the shared corpora must sit beside the project")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    reports = write_reports(root / "synthetic", 12, seed=7)
+    return build([*reports, SAMPLE], root / "dd", load_taxonomy(), validation=0.25, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """A 2-layer BERT with the real Chinese tokenizer and random weights."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    out = tmp_path_factory.mktemp("tiny-base")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(BASE / name, out / name)
+    config = BertConfig(vocab_size=28679, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256, pad_token_id=1)
+    BertModel(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(corpus, tiny_base, tmp_path_factory):
+    from training.train import TrainArgs, train
+
+    out = tmp_path_factory.mktemp("tiny-model") / "m"
+    data = out.parent / "dd"
+    corpus.save_to_disk(str(data))
+    summary = train(TrainArgs(data=str(data), base_model=str(tiny_base), out=str(out), epochs=3, batch_size=16,
+                              lr=3e-3, max_length=64, lora_r=4, patience=5), progress=False)
+    return out, summary

@@ -7,54 +7,12 @@ import sys
 
 import pytest
 
-from conftest import SAMPLE, SHARED
+from conftest import BASE, SAMPLE, TEXTS
 from corpora import read_document
 from corpora.dataset import build
-from corpora.synthesis import write_reports
 from corpora.taxonomy import load_taxonomy
 from fazhi.errors import FazhiError
 from models.base import document_inputs, load_classifier
-
-BASE = SHARED / "models" / "multilingual-e5-small-zh-q4"
-TEXTS = ["全年办理行政复议案件12件,综合纠错率20%,行政机关负责人出庭应诉率100%。",
-         "1.加强执法人员资格管理。组织执法人员培训考试,合格率98%。",
-         "部分部门法治工作力量比较薄弱,有待进一步加强。"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    reports = write_reports(root / "synthetic", 12, seed=7)
-    return build([*reports, SAMPLE], root / "dd", load_taxonomy(), validation=0.25, progress=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    """A 2-layer BERT with the real Chinese tokenizer and random weights."""
-    import shutil
-
-    from transformers import BertConfig, BertModel
-
-    out = tmp_path_factory.mktemp("tiny-base")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(BASE / name, out / name)
-    config = BertConfig(vocab_size=28679, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=256, pad_token_id=1)
-    BertModel(config).save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny_model(corpus, tiny_base, tmp_path_factory):
-    from training.train import TrainArgs, train
-
-    out = tmp_path_factory.mktemp("tiny-model") / "m"
-    data = out.parent / "dd"
-    corpus.save_to_disk(str(data))
-    summary = train(TrainArgs(data=str(data), base_model=str(tiny_base), out=str(out), epochs=3, batch_size=16,
-                              lr=3e-3, max_length=64, lora_r=4, patience=5), progress=False)
-    return out, summary
-
 
 def test_rules_predictions_are_distributions():
     preds = load_classifier("rules").predict(TEXTS)

@@ -1,0 +1,114 @@
+"""Speed benchmark: the default tagging path against the plain transformers pipeline, in one run.
+
+Both read the same model directory and the same paragraphs (those of the given reports,
+repeated to ``n`` paragraphs, sent without outline context as the pipeline has none). The
+pipeline runs at batch size 1 and 32 and its better figure is the baseline. Quality is the
+category macro-F1 of each path on the gold paragraphs, so the speed-up is checked not to
+cost accuracy. Also timed: one whole report (parse + tag + digest) at 1×, 4× and 16× its
+paragraphs, which should grow linearly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+from corpora import parse_text, read_text
+from fazhi.errors import FazhiError
+from models.base import document_inputs
+from models.digest import build_digest
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (Linux ``clear_refs``), so each path's peak is its own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _rate(fn, texts: Sequence[str]) -> float:
+    start = time.perf_counter()
+    fn(texts)
+    return round(len(texts) / (time.perf_counter() - start), 2)
+
+
+def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Path, n: int = 2000,
+              progress: bool = True) -> dict:
+    """All figures of ``fazhi bench`` as one dict (paragraphs/s, speedup, macro-F1 delta, peaks, report ms)."""
+    from sklearn.metrics import f1_score
+    from tqdm.auto import tqdm
+    from transformers import pipeline
+
+    from models.registry import resolve
+    from training.evaluate import load_gold
+
+    model_dir = Path(model_dir)
+    docs = [parse_text(read_text(r)) for r in reports]
+    base = [p.text for d in docs for p in d.body]
+    if not base:
+        raise FazhiError("bench", "no paragraphs in the given reports")
+    texts = (base * (n // len(base) + 1))[:n]
+    gold = [r for rows in load_gold(gold_dir).values() for r in rows if r["kind"] == "body"]
+    gold_texts, gold_labels = [r["text"] for r in gold], [r["category"] for r in gold]
+    labels = sorted(set(gold_labels))
+    macro = lambda pred: float(f1_score(gold_labels, pred, labels=labels, average="macro", zero_division=0))  # noqa: E731
+    steps = tqdm(total=5, desc="bench", disable=not progress)
+    result: dict = {"model": str(model_dir), "paragraphs": n, "cpu_cores": os.cpu_count(),
+                    "torch_threads": None}
+
+    _reset_peak()
+    fast = resolve(model_dir)
+    result["fazhi_backend"] = getattr(fast, "backend", fast.name)
+    fast.predict(base[:8])  # warm-up
+    result["fazhi_paragraphs_per_s"] = _rate(fast.predict, texts)
+    steps.update()
+    result["fazhi_macro_f1"] = round(macro([p.category for p in fast.predict(gold_texts)]), 4)
+    result["fazhi_peak_rss_mb"] = _peak_mb()
+    report_ms = {}
+    for k in (1, 4, 16):
+        text = "\n".join([read_text(reports[0])] * k)
+        start = time.perf_counter()
+        doc = parse_text(text)
+        build_digest(doc, fast.predict(*document_inputs(doc)), fast)
+        report_ms[f"{k}x"] = {"paragraphs": len(doc.paragraphs), "ms": round(1000 * (time.perf_counter() - start), 1)}
+    result["report_ms"] = report_ms
+    result["report_growth_16x_per_paragraph"] = round(
+        (report_ms["16x"]["ms"] / report_ms["16x"]["paragraphs"]) / (report_ms["1x"]["ms"] / report_ms["1x"]["paragraphs"]), 2)
+    steps.update()
+    del fast
+
+    import torch
+
+    result["torch_threads"] = torch.get_num_threads()
+    _reset_peak()
+    pipe = pipeline("text-classification", model=str(model_dir), device=-1)
+    kw = {"truncation": True, "max_length": 192}
+    pipe(base[:8], batch_size=8, **kw)  # warm-up
+    result["pipeline_batch1_paragraphs_per_s"] = _rate(lambda t: pipe(t, batch_size=1, **kw), texts)
+    steps.update()
+    result["pipeline_batch32_paragraphs_per_s"] = _rate(lambda t: pipe(t, batch_size=32, **kw), texts)
+    steps.update()
+    result["pipeline_macro_f1"] = round(macro([o["label"] for o in pipe(gold_texts, batch_size=1, **kw)]), 4)
+    result["pipeline_peak_rss_mb"] = _peak_mb()
+    steps.update()
+    steps.close()
+
+    result["pipeline_paragraphs_per_s"] = max(result["pipeline_batch1_paragraphs_per_s"],
+                                              result["pipeline_batch32_paragraphs_per_s"])
+    result["speedup"] = round(result["fazhi_paragraphs_per_s"] / result["pipeline_paragraphs_per_s"], 2)
+    result["macro_f1_delta"] = round(result["fazhi_macro_f1"] - result["pipeline_macro_f1"], 4)
+    return result
