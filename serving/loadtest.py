@@ -27,7 +27,7 @@ from fazhi.errors import FazhiError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -36,7 +36,7 @@ def _free_port() -> int:
 @contextmanager
 def running_server(model: str | None, batching: bool, ready_timeout: float = 120) -> Iterator[str]:
     """A ``fazhi serve`` subprocess on a free loopback port; yields its base URL, stops it on exit."""
-    port = _free_port()
+    port = free_port()
     work = Path(tempfile.mkdtemp(prefix="fazhi-bench-"))
     db, log = work / "bench.db", (work / "server.log").open("wb")
     cmd = [sys.executable, "-m", "fazhi.cli", "serve", "--port", str(port), "--db", str(db),

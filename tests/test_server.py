@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,14 +18,9 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from conftest import REPORTS, ROOT
 from serving.app import Settings, create_app
+from serving.loadtest import free_port
 
 REPORT_001 = next(p for p in REPORTS if p.name.startswith("001_"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_real_server_end_to_end(tmp_path):
