@@ -240,13 +240,13 @@ def tag(
     """Parse a report and tag every paragraph with its category and shortcoming flag."""
     from corpora import read_document
     from fazhi.render import tagged_markdown
-    from models.base import document_inputs, load_classifier
+    from models.base import document_inputs, load_classifier, tagged_paragraphs
 
     if format not in ("json", "md"):
         fail(f"--format: expected json or md, got {format!r}")
     doc = read_document(file)
     preds = load_classifier(model).predict(*document_inputs(doc))
-    paragraphs = [{**p.to_dict(), **r.to_dict()} for p, r in zip(doc.paragraphs, preds)]
+    paragraphs = tagged_paragraphs(doc, preds)
     if format == "json":
         emit_json({"meta": doc.meta, "paragraphs": paragraphs})
         return

@@ -46,6 +46,11 @@ def document_inputs(doc: Document) -> tuple[list[str], list[list[str] | None]]:
     return [p.text for p in doc.paragraphs], [list(p.heading_path) if has_outline else None for p in doc.paragraphs]
 
 
+def tagged_paragraphs(doc: Document, preds: Sequence[Prediction]) -> list[dict]:
+    """Each paragraph's fields with its prediction's (the ``fazhi tag --format json`` shape)."""
+    return [{**p.to_dict(), **r.to_dict()} for p, r in zip(doc.paragraphs, preds)]
+
+
 def load_classifier(spec: str | Path | None = None) -> Classifier:
     """``rules``, ``tfidf`` (the trained baseline), or a model directory (default: the release model)."""
     from models.registry import resolve

@@ -67,6 +67,12 @@ class Digest:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Digest":
+        """The inverse of :meth:`to_dict` (a stored digest back as objects)."""
+        return cls(d["summary"], d["coverage"], d["missing_categories"], [Shortcoming(**x) for x in d["shortcomings"]],
+                   [Figure(**x) for x in d["figures"]], d["highlights"])
+
 
 @dataclass
 class _Sentence:

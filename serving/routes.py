@@ -6,13 +6,14 @@ from pathlib import PurePath
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 
 from corpora import parse_text
 from corpora.reader import SUPPORTED, read_bytes
 from corpora.taxonomy import load_taxonomy
-from models.base import document_inputs
+from models.base import document_inputs, tagged_paragraphs
 from models.digest import Digest, build_digest
 from serving import schemas as s
 from serving.auth import HEADER, check_key
@@ -107,8 +108,7 @@ async def _report_input(request: Request) -> tuple[str, s.ReportIn]:
         try:
             return "request body", s.ReportIn.model_validate_json(await request.body())
         except ValidationError as err:
-            first = err.errors()[0]
-            raise HTTPException(422, f"{'.'.join(str(p) for p in first['loc']) or 'body'}: {first['msg']}") from None
+            raise RequestValidationError(err.errors()) from None
     if kind != "multipart/form-data":
         raise HTTPException(415, f"content-type {kind or '(none)'}: send application/json or multipart/form-data")
     form = await request.form(max_part_size=limit)
@@ -126,8 +126,7 @@ async def _report_input(request: Request) -> tuple[str, s.ReportIn]:
     try:
         return name, s.ReportIn(text=text, **fields)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise HTTPException(422, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise RequestValidationError(err.errors()) from None
 
 
 def _tag(report: s.ReportIn, source: str, clf) -> ReportRecord:
@@ -135,7 +134,7 @@ def _tag(report: s.ReportIn, source: str, clf) -> ReportRecord:
     doc = parse_text(report.text)
     preds = clf.predict(*document_inputs(doc))
     digest = build_digest(doc, preds, clf, source=source)
-    return ReportRecord(meta=doc.meta, paragraphs=[{**p.to_dict(), **r.to_dict()} for p, r in zip(doc.paragraphs, preds)],
+    return ReportRecord(meta=doc.meta, paragraphs=tagged_paragraphs(doc, preds),
                         model=clf.name, title=report.title or doc.meta.get("title"),
                         region=report.region or doc.meta.get("region"), year=report.year or doc.meta.get("year"),
                         source=source if source != "request body" else None, digest=digest.to_dict())
@@ -185,13 +184,7 @@ async def get_report(request: Request, report_id: str, format: Literal["json", "
 
 
 def _digest(report: dict) -> Digest | None:
-    from models.digest import Figure, Shortcoming
-
-    d = report["digest"]
-    if not d:
-        return None
-    return Digest(d["summary"], d["coverage"], d["missing_categories"], [Shortcoming(**x) for x in d["shortcomings"]],
-                  [Figure(**x) for x in d["figures"]], d["highlights"])
+    return Digest.from_dict(report["digest"]) if report["digest"] else None
 
 
 @router.get("/v1/reports/{report_id}/coverage.png", tags=["reports"], dependencies=[Depends(read_access)],
