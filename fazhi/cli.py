@@ -222,7 +222,7 @@ def models_import_e5(
 @user_errors
 def models_export_onnx(
     model: Path = typer.Option(Path("build/release-model"), "--model", help="A saved BERT model directory"),
-    quantize: str = typer.Option("selective", help="int8 model (used when present): selective, all or none"),
+    quantize: str = typer.Option("smooth", help="int8 model (used when present): smooth, all or none"),
 ) -> None:
     """Export a BERT model to ONNX (MODEL/onnx); tagging, the API and evaluate then run it with ONNX Runtime."""
     from models.onnx import export_onnx

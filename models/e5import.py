@@ -132,17 +132,20 @@ def _tokenizer(f: E5File, keep: list[int]):
     new_id = {old: new for new, old in enumerate(keep)}
     unk = new_id[f.special["unk"]]
     tok = Tokenizer(models.Unigram([(f.pieces[i], f.scores[i]) for i in keep], unk_id=unk, byte_fallback=False))
-    # the engine's map, as replacements grouped by what they become (most map to "" or " ")
+    # The engine's map is NFKC on all but a few dozen code points (controls and spaces). One NFKC
+    # pass plus those exceptions tokenizes like it and is ~20x faster than a replacement per entry.
     by_out: dict[str, list[int]] = {}
     for cp, out in f.norm.items():
-        by_out.setdefault(out, []).append(cp)
+        if unicodedata.normalize("NFKC", chr(cp)) != out:
+            by_out.setdefault(out, []).append(cp)
     steps = []
-    for out, cps in sorted(by_out.items(), key=lambda kv: -len(kv[1])):
-        if len(cps) > 8:
+    for out, cps in sorted(by_out.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        if len(cps) > 1:
             cls = "".join(f"\\x{{{cp:x}}}" if cp < 0x10000 else chr(cp) for cp in sorted(cps))
             steps.append(normalizers.Replace(Regex(f"[{cls}]"), out))
         else:
-            steps += [normalizers.Replace(chr(cp), out) for cp in cps if chr(cp) != out]
+            steps.append(normalizers.Replace(chr(cps[0]), out))
+    steps.append(normalizers.NFKC())
     steps.append(normalizers.Replace(Regex(" {2,}"), " "))
     tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)

@@ -179,6 +179,8 @@ def test_paragraph_search_filters_and_pages(client):
     assert_error(client.get("/v1/paragraphs", params={"category": "nonsense"}), 422, "nonsense")
     assert_error(client.get("/v1/paragraphs", params={"cursor": "!!"}), 422, "cursor")
     assert_error(client.get("/v1/paragraphs", params={"limit": 0}), 422, "limit")
+    # a NUL ends an FTS5 query string early: refused up front, not a 500 from SQLite
+    assert_error(client.get("/v1/paragraphs", params={"q": "依法\x00行政"}), 422, "q")
 
 
 def test_protected_reads(tmp_path):
