@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -33,39 +34,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class Server:
+    """A running ``fazhi serve``: its base URL, process (``returncode`` set once stopped) and log file."""
+
+    base: str
+    process: subprocess.Popen
+    log: Path
+
+
 @contextmanager
-def running_server(model: str | None, batching: bool, ready_timeout: float = 120) -> Iterator[str]:
-    """A ``fazhi serve`` subprocess on a free loopback port; yields its base URL, stops it on exit."""
+def running_server(model: str | None, batching: bool = True, work: Path | None = None, api_keys: str = "bench",
+                   ready_timeout: float = 120) -> Iterator[Server]:
+    """A ``fazhi serve`` subprocess on a free loopback port (database and log in ``work``, a new
+    temporary directory by default); stopped with SIGINT, as a user would, on exit."""
     port = free_port()
-    work = Path(tempfile.mkdtemp(prefix="fazhi-bench-"))
-    db, log = work / "bench.db", (work / "server.log").open("wb")
-    cmd = [sys.executable, "-m", "fazhi.cli", "serve", "--port", str(port), "--db", str(db),
+    work = work or Path(tempfile.mkdtemp(prefix="fazhi-serve-"))
+    log_path = work / "server.log"
+    cmd = [sys.executable, "-m", "fazhi.cli", "serve", "--port", str(port), "--db", str(work / "server.db"),
            "--batching" if batching else "--no-batching"] + (["--model", model] if model else [])
     # the log goes to a file: an unread pipe would fill up and stall the server
-    server = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log,
-                              env={**os.environ, "FAZHI_API_KEYS": os.environ.get("FAZHI_API_KEYS", "bench")})
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log,
+                                  env={**os.environ, "FAZHI_API_KEYS": api_keys, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
             if server.poll() is not None:
-                raise FazhiError("fazhi serve", f"exited early, see {work / 'server.log'}")
+                raise FazhiError("fazhi serve", f"exited early, see {log_path}")
             try:
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise FazhiError("fazhi serve", f"not ready after {ready_timeout:.0f} s")
+                raise FazhiError("fazhi serve", f"not ready after {ready_timeout:.0f} s, see {log_path}")
             time.sleep(0.2)
-        yield base
+        yield Server(base, server, log_path)
     finally:
         server.send_signal(signal.SIGINT)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-        log.close()
+            server.wait()
 
 
 async def _load(base: str, texts: Sequence[str], clients: int, seconds: float) -> dict:
@@ -105,9 +118,10 @@ def bench_api(texts: Sequence[str], model: str | None = None, clients: int = 16,
     result: dict = {"clients": clients, "seconds_per_run": seconds, "model": model or "release",
                     "cpu_cores": os.cpu_count()}
     for batching in (True, False):
-        with running_server(model, batching) as base:
-            asyncio.run(_load(base, texts, clients, min(2.0, seconds)))  # warm-up, not counted
-            result["batching_on" if batching else "batching_off"] = asyncio.run(_load(base, texts, clients, seconds))
+        with running_server(model, batching) as server:
+            asyncio.run(_load(server.base, texts, clients, min(2.0, seconds)))  # warm-up, not counted
+            result["batching_on" if batching else "batching_off"] = asyncio.run(
+                _load(server.base, texts, clients, seconds))
     on, off = result["batching_on"], result["batching_off"]
     result["throughput_ratio"] = round(on["requests_per_s"] / off["requests_per_s"], 2) if off["requests_per_s"] else None
     return result
