@@ -54,7 +54,7 @@ serve: setup
 
 # default tagging path versus transformers.pipeline on the same model (a few minutes on 2 cores)
 bench: setup
-	$(BIN)/fazhi bench
+	$(BIN)/fazhi bench --chart build/bench.png
 
 # /v1/classify under 16 concurrent clients, batching on versus off
 bench-api: setup

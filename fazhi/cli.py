@@ -339,8 +339,10 @@ def bench(
     gold: Path = typer.Option(None, "--gold", help="Gold directory for the macro-F1 check (default: shared dev)"),
     paragraphs: int = typer.Option(2000, help="Paragraphs to tag per path (the reports' paragraphs repeated)"),
     json_out: bool = typer.Option(False, "--json"),
+    chart: Optional[Path] = typer.Option(None, help="Also write the figures as a PNG chart here"),
 ) -> None:
     """Paragraphs/second of the default tagging path versus transformers.pipeline, on the same model."""
+    from fazhi.render import bench_chart
     from models.bench import run_bench
     from models.registry import default_model_dir
 
@@ -349,6 +351,10 @@ def bench(
     files = [f for r in (reports or [SHARED_REPORTS]) for f in (sorted(r.glob("*.txt")) if r.is_dir() else [r])]
     result = run_bench(model or default_model_dir(), files, gold or SHARED_REPORTS.parents[1] / "gold" / "dev",
                        paragraphs, progress=not json_out)
+    if chart:
+        chart.parent.mkdir(parents=True, exist_ok=True)
+        chart.write_bytes(bench_chart(result))
+        typer.echo(f"wrote {chart}", err=True)
     if json_out:
         emit_json(result)
         return

@@ -1,4 +1,5 @@
-"""Readable renderings of a digest: a coverage bar chart (PNG), markdown and self-contained HTML."""
+"""Readable renderings: a digest's coverage chart (PNG), markdown and self-contained HTML; the speed
+benchmark's chart (PNG)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,50 @@ def coverage_chart(digest: Digest, names: dict[str, str]) -> bytes:
     ax.set_xlabel("share of body paragraphs (%)")
     ax.set_xlim(0, max(100 * max(digest.coverage.values()) * 1.15, 10))
     ax.set_title("coverage of the outline (red: not addressed)")
+    return _png(fig)
+
+
+def _png(fig) -> bytes:
+    """PNG bytes of a matplotlib figure, which is then closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
+
+
+def bench_chart(result: dict) -> bytes:
+    """PNG bytes of ``fazhi bench`` figures: paragraphs/s per path (left) and whole-report time
+    against report length with the 1× rate extended linearly (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    paths = {"pipeline\nbatch 1": result["pipeline_batch1_paragraphs_per_s"],
+             "pipeline\nbatch 32": result["pipeline_batch32_paragraphs_per_s"],
+             "fazhi": result["fazhi_paragraphs_per_s"]}
+    bars = left.bar(list(paths), list(paths.values()), color=["#95a5a6", "#95a5a6", "#2e86c1"])
+    left.bar_label(bars, fmt="%.1f", padding=2)
+    left.set_ylim(0, 1.15 * max(paths.values()))
+    left.set_ylabel("paragraphs / s")
+    left.set_title(f"{result['speedup']}× the pipeline's best, macro-F1 delta {result['macro_f1_delta']:+}")
+    runs = list(result["report_ms"].values())
+    n = [r["paragraphs"] for r in runs]
+    ms = [r["ms"] / 1000 for r in runs]
+    right.plot(n, ms, "o-", color="#2e86c1", label="parse + tag + digest")
+    right.plot(n, [ms[0] * k / n[0] for k in n], "--", color="#95a5a6", label="linear from 1×")
+    for k, (x, y) in zip(result["report_ms"], zip(n, ms)):
+        right.annotate(k, (x, y), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    right.set_xlabel("paragraphs in the report")
+    right.set_ylabel("seconds")
+    right.set_title("whole report")
+    right.legend(fontsize=8)
+    fig.suptitle(f"fazhi bench: {result['paragraphs']} paragraphs, {result['cpu_cores']} CPU cores", fontsize=10)
+    return _png(fig)
 
 
 def _figure_line(f) -> str:

@@ -1,0 +1,33 @@
+"""`fazhi bench` on a tiny model: every figure is there and consistent, and the chart renders."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from conftest import GOLD_DIR, REPORTS
+from fazhi.cli import app
+from fazhi.render import bench_chart
+from models.bench import run_bench
+
+
+def test_bench_figures_are_consistent_and_chart_renders(tiny_model):
+    model_dir, _ = tiny_model
+    r = run_bench(model_dir, REPORTS[:1], GOLD_DIR, n=40, progress=False)
+    assert r["paragraphs"] == 40 and r["cpu_cores"] >= 1 and r["torch_threads"] >= 1
+    assert r["pipeline_paragraphs_per_s"] == max(r["pipeline_batch1_paragraphs_per_s"],
+                                                 r["pipeline_batch32_paragraphs_per_s"]) > 0
+    assert r["speedup"] == round(r["fazhi_paragraphs_per_s"] / r["pipeline_paragraphs_per_s"], 2)
+    # the same weights on both paths (this model has no ONNX export): the same labels on the gold lines
+    assert r["macro_f1_delta"] == 0.0 and 0 <= r["fazhi_macro_f1"] <= 1
+    sizes = [r["report_ms"][k]["paragraphs"] for k in ("1x", "4x", "16x")]
+    assert sizes[0] > 0 and sizes[1] >= 4 * sizes[0] and sizes[2] >= 4 * sizes[1]
+    assert all(v["ms"] > 0 for v in r["report_ms"].values()) and r["report_growth_16x_per_paragraph"] > 0
+    png = bench_chart(r)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def test_bench_rejects_bad_input(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--paragraphs", "0"])
+    assert result.exit_code != 0 and "--paragraphs" in result.output
+    result = CliRunner().invoke(app, ["bench", str(tmp_path / "missing.txt"), "--model", str(tmp_path)])
+    assert result.exit_code != 0
