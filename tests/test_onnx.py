@@ -43,6 +43,26 @@ def test_export_is_reproducible(exported, tmp_path):
         assert (again / ONNX_DIR / name).read_bytes() == (exported / ONNX_DIR / name).read_bytes(), name
 
 
+def test_smoothing_keeps_the_float_model_and_calibrates_every_dense_layer(exported):
+    """Smoothing moves activation range into the weights: in float the outputs stay the same."""
+    import onnx
+    import onnxruntime as ort
+
+    from models.onnx import calibration_inputs, smooth_activations
+
+    clf = BertClassifier.load(exported)
+    feeds = clf.encode_batches(calibration_inputs(2))
+    model = onnx.load(str(exported / ONNX_DIR / FP32))
+    dense = [n.name for n in model.graph.node if n.op_type == "MatMul"]
+    assert sorted(smooth_activations(model, feeds)) == sorted(dense) and dense
+    texts, _ = report_inputs()
+    enc = clf.encode_batches(texts)[-1]
+    feed = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    plain = ort.InferenceSession(str(exported / ONNX_DIR / FP32)).run(None, feed)
+    smoothed = ort.InferenceSession(model.SerializeToString()).run(None, feed)
+    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(plain, smoothed))
+
+
 def test_float_export_matches_torch(exported):
     texts, paths = report_inputs()
     fast, why = load_fast(exported, prefer_int8=False)
