@@ -113,16 +113,16 @@ class BertClassifier:
         c, s = self.heads(tensors["input_ids"], tensors["attention_mask"], tensors.get("token_type_ids"))
         return c.float().numpy(), s.float().numpy()
 
-    def encode_batches(self, inputs: list[str], batch_size: int = 64) -> list[dict[str, np.ndarray]]:
-        """Tokenized int64 batches of ``inputs`` in :func:`length_batches` order (``enc["index"]``
-        holds each row's input position): dicts of (b, tokens) arrays."""
+    def encode_batches(self, inputs: list[str], batch_size: int = 64) -> list[tuple[list[int], dict[str, np.ndarray]]]:
+        """``inputs`` in :func:`length_batches` groups: each group's input positions and its
+        tokenized int64 arrays (b, tokens), padded to its longest member."""
         batches = []
         for idx in length_batches([len(t) for t in inputs], batch_size):
             enc = self.tokenizer([inputs[i] for i in idx], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="np")
             enc = {k: v.astype(np.int64) for k, v in enc.items()}
             enc.setdefault("token_type_ids", np.zeros_like(enc["input_ids"]))
-            batches.append(enc | {"index": np.asarray(idx)})
+            batches.append((idx, enc))
         return batches
 
     def logits(self, inputs: list[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -133,8 +133,7 @@ class BertClassifier:
         """
         cat = np.zeros((len(inputs), len(self.labels)), dtype=np.float32)
         sc = np.zeros((len(inputs), 2), dtype=np.float32)
-        for enc in self.encode_batches(inputs, batch_size):
-            idx = enc.pop("index")
+        for idx, enc in self.encode_batches(inputs, batch_size):
             cat[idx], sc[idx] = self.forward(enc)
         return cat, sc
 

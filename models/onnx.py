@@ -155,13 +155,12 @@ def export_onnx(model_dir: str | Path, quantize: str = "smooth") -> Path:
         last_layer_for_cls(optimized.model)
         optimized.save_model_to_file(str(out / FP32))
         if quantize != "none":
-            source = str(out / FP32)
+            model = optimized.model
             if quantize == "smooth":
-                model = onnx.load(source)
-                smooth_activations(model, clf.encode_batches(calibration_inputs()))
-                source = str(Path(tmp) / "smoothed.onnx")
-                onnx.save(model, source)
-            nodes = [n.name for n in onnx.load(source).graph.node if n.op_type in ("MatMul", "Attention")]
+                smooth_activations(model, [enc for _, enc in clf.encode_batches(calibration_inputs())])
+            source = str(Path(tmp) / "for_int8.onnx")
+            onnx.save(model, source)
+            nodes = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Attention")]
             quantize_dynamic(source, str(out / INT8), weight_type=QuantType.QInt8, per_channel=True,
                              nodes_to_quantize=nodes, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             files.append(INT8)

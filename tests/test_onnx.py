@@ -51,13 +51,12 @@ def test_smoothing_keeps_the_float_model_and_calibrates_every_dense_layer(export
     from models.onnx import calibration_inputs, smooth_activations
 
     clf = BertClassifier.load(exported)
-    feeds = clf.encode_batches(calibration_inputs(2))
+    feeds = [enc for _, enc in clf.encode_batches(calibration_inputs(2))]
     model = onnx.load(str(exported / ONNX_DIR / FP32))
     dense = [n.name for n in model.graph.node if n.op_type == "MatMul"]
     assert sorted(smooth_activations(model, feeds)) == sorted(dense) and dense
     texts, _ = report_inputs()
-    enc = clf.encode_batches(texts)[-1]
-    feed = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    _, feed = clf.encode_batches(texts)[-1]
     plain = ort.InferenceSession(str(exported / ONNX_DIR / FP32)).run(None, feed)
     smoothed = ort.InferenceSession(model.SerializeToString()).run(None, feed)
     assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(plain, smoothed))
