@@ -42,6 +42,21 @@ def test_tiny_bert_loss_decreases(tiny_model):
     assert summary["train_paragraphs_per_s"] > 0
 
 
+def test_training_batches_group_similar_lengths_in_random_order():
+    import random
+
+    from training.train import shuffled_length_batches
+
+    lengths = [random.Random(1).randint(5, 400) for _ in range(1000)]
+    batches = shuffled_length_batches(lengths, 16, random.Random(7))
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert len(batches) == 63 and all(1 <= len(b) <= 16 for b in batches)
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 60  # random batches of 16 from 5..400 spread ~350
+    assert batches == shuffled_length_batches(lengths, 16, random.Random(7))
+    assert batches != shuffled_length_batches(lengths, 16, random.Random(8))
+
+
 @pytest.mark.slow
 def test_save_load_identical_and_deterministic(tiny_model):
     path, _ = tiny_model

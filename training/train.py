@@ -4,7 +4,8 @@ A plain loop (the two heads share one pooled output, which Trainer's single-loss
 models don't express without a wrapper of the same size): LoRA adapters by default
 (``lora_r=0`` fine-tunes every weight), loss weighted by class frequency and by
 the silver label's confidence, outline context dropped at random so that bare
-paragraphs work too, early stopping on the validation split, a time budget.
+paragraphs work too, batches of similar length (in random order), early stopping on the
+validation split, a time budget.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fazhi.errors import FazhiError
-from models.bert import BertClassifier, TwoHeads, save_shortcoming_head, with_context
+from models.bert import BertClassifier, TwoHeads, length_batches, save_shortcoming_head, with_context
 
 LORA_TARGETS = r".*encoder.*\.(query|key|value|dense)$"
 
@@ -59,6 +60,23 @@ def _weights(values: list, labels: list) -> torch.Tensor:
     counts = np.array([max(1, values.count(l)) for l in labels], dtype=float)
     w = (counts.sum() / counts) ** 0.5
     return torch.tensor(w / w.mean(), dtype=torch.float)
+
+
+def shuffled_length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
+    """Training batches of similar length, in random order: shuffle, sort each pool of
+    ``pool × batch_size`` examples by length, cut it into batches, shuffle the batches.
+
+    A random batch pads every member to the longest of its mixed paragraphs and headings; on a
+    CPU every padded token costs as much as a real one.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for k in range(0, len(order), pool * batch_size):
+        chunk = sorted(order[k:k + pool * batch_size], key=lengths.__getitem__)
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def load_base(base_model: str, labels: list[str]):
@@ -121,11 +139,11 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
         heads.eval()
         out = {}
         for mode, drop in (("with_context", 0.0), ("alone", 1.0)):
-            pc, ps = [], []
-            for i in range(0, len(val), 64):
-                c, s = heads(**batch_tensors(val[i:i + 64], drop))
-                pc += [labels[j] for j in c.argmax(-1).tolist()]
-                ps += s.argmax(-1).bool().tolist()
+            pc, ps = [""] * len(val), [False] * len(val)
+            for idx in length_batches([len(r["text"]) for r in val], 64):
+                c, s = heads(**batch_tensors([val[i] for i in idx], drop))
+                for i, cj, sj in zip(idx, c.argmax(-1).tolist(), s.argmax(-1).bool().tolist()):
+                    pc[i], ps[i] = labels[cj], sj
             gold_c = [r["category"] for r in val]
             out[mode] = {"category_macro_f1": round(float(f1_score(gold_c, pc, average="macro", zero_division=0)), 4),
                          "shortcoming_f1": round(float(f1_score([bool(r["shortcoming"]) for r in val], ps,
@@ -139,13 +157,12 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
     heads.train()
     stop = False
     for epoch in range(args.epochs):
-        order = list(range(len(rows)))
-        rng.shuffle(order)
-        bar = tqdm(range(0, len(order), args.batch_size), desc=f"epoch {epoch + 1}/{args.epochs}", disable=not progress)
+        batches = shuffled_length_batches([len(r["text"]) for r in rows], args.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not progress)
         losses = []
-        for i in bar:
+        for idx in bar:
             tick = time.perf_counter()
-            batch = [rows[j] for j in order[i:i + args.batch_size]]
+            batch = [rows[j] for j in idx]
             c, s = heads(**batch_tensors(batch, args.drop_context))
             w = torch.tensor([float(r["confidence"]) for r in batch], device=device)
             yc = torch.tensor([label_id[r["category"]] for r in batch], device=device)
