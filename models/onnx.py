@@ -14,11 +14,15 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fazhi.errors import FazhiError
 from models.bert import SC_HEAD, BertClassifier, TwoHeads
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
 
 ONNX_DIR = "onnx"
 FP32, INT8 = "model.onnx", "model.int8.onnx"
@@ -54,7 +58,7 @@ def calibration_inputs(n_reports: int = CALIBRATION_REPORTS) -> list[str]:
     return inputs
 
 
-def last_layer_for_cls(model) -> None:
+def last_layer_for_cls(model: ModelProto) -> None:
     """Run the last layer's attention output and feed-forward on the first token only (in place).
 
     The heads read only the first token's final state, and after the last attention every
@@ -76,7 +80,7 @@ def last_layer_for_cls(model) -> None:
         graph.node.insert(list(graph.node).index(node), gather)
 
 
-def smooth_activations(model, feeds: list[dict[str, np.ndarray]], alpha: float = SMOOTH_ALPHA) -> list[str]:
+def smooth_activations(model: ModelProto, feeds: list[dict[str, np.ndarray]], alpha: float = SMOOTH_ALPHA) -> list[str]:
     """SmoothQuant on every dense layer of an ONNX BERT (in place); returns the smoothed MatMul names.
 
     Dynamic int8 quantizes an activation with one scale per tensor, so a few channels with a
