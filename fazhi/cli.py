@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -16,6 +16,9 @@ from fazhi.errors import FazhiError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 EXIT_BAD_INPUT = 2
 SHARED_REPORTS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "reports"
+# parameters several commands take, declared once
+ReportFile = Annotated[Path, typer.Argument(help="Report file: .txt, .html/.htm, .docx or .pdf")]
+ModelName = Annotated[str, typer.Option("--model", help="rules, tfidf, or a model directory (default: release model)")]
 
 
 def fail(message: str) -> None:
@@ -50,7 +53,7 @@ def emit_json(obj) -> None:
 @app.command()
 @user_errors
 def parse(
-    file: Path = typer.Argument(..., help="Report file: .txt, .html/.htm, .docx or .pdf"),
+    file: ReportFile,
     format: str = typer.Option("json", "--format", "-f", help="json or md"),
     max_bytes: Optional[int] = typer.Option(None, help="Size limit in bytes (default 20 MB or $FAZHI_MAX_BYTES)"),
 ) -> None:
@@ -112,7 +115,7 @@ def corpus_stats(path: Path = typer.Argument(...), json_out: bool = typer.Option
 @user_errors
 def evaluate(
     gold: Path = typer.Option(..., "--gold", help="Directory of gold *.jsonl files"),
-    model: str = typer.Option("bert", "--model", help="rules, tfidf, or a model directory (default: release model)"),
+    model: ModelName = "bert",
     report: Optional[Path] = typer.Option(None, "--report", help="Also write tables and confusion-matrix PNGs here"),
 ) -> None:
     """Score a model on gold files: JSON with `paragraph` and `document` blocks."""
@@ -129,7 +132,7 @@ def evaluate(
 @user_errors
 def classify(
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="JSONL with a 'text' field per line (default: stdin)"),
-    model: str = typer.Option("bert", "--model", help="rules, tfidf, or a model directory (default: release model)"),
+    model: ModelName = "bert",
 ) -> None:
     """Tag paragraphs: JSONL in ({"text", "heading_path"?}), JSONL out, one line per input with text."""
     from corpora.reader import iter_jsonl
@@ -233,8 +236,8 @@ def models_export_onnx(
 @app.command()
 @user_errors
 def tag(
-    file: Path = typer.Argument(..., help="Report file: .txt, .html/.htm, .docx or .pdf"),
-    model: str = typer.Option("bert", "--model", help="rules, tfidf, or a model directory (default: release model)"),
+    file: ReportFile,
+    model: ModelName = "bert",
     format: str = typer.Option("md", "--format", "-f", help="md or json"),
 ) -> None:
     """Parse a report and tag every paragraph with its category and shortcoming flag."""
@@ -257,8 +260,8 @@ def tag(
 @app.command()
 @user_errors
 def summarize(
-    file: Path = typer.Argument(..., help="Report file: .txt, .html/.htm, .docx or .pdf"),
-    model: str = typer.Option("bert", "--model", help="rules, tfidf, or a model directory (default: release model)"),
+    file: ReportFile,
+    model: ModelName = "bert",
     format: str = typer.Option("md", "--format", "-f", help="md, json or html"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the digest here (default: stdout)"),
     chart: Optional[Path] = typer.Option(None, help="Coverage chart PNG for md (default: beside --out, or "
