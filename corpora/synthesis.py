@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from fazhi.errors import FazhiError
+
 BANK = Path(__file__).resolve().parent / "synthetic" / "bank.yaml"
 CN = "一二三四五六七八九十"
 
@@ -61,24 +63,36 @@ def generate_report(seed: int, bank_path: Path = BANK) -> str:
             for j, t in enumerate(items):
                 out += [f"{i * 3 + j + 1}、{t}", _body(cat, rng, ctx, rng.randint(2, 3))]
         if rng.random() < 0.25:  # an admitted problem inside an area section
-            out.append(f"工作中也发现{rng.choice(bank['shortcomings'][key])}等问题，已建立问题清单，逐项督促整改。")
+            out.append(_fill(rng.choice(bank["inline_problems"]), rng, {**ctx, "s": rng.choice(bank["shortcomings"][key])}))
         return out
 
     top = 0
     if style == "nested":
         lines.append(f"一、{year}年法治政府建设主要工作和成效")
+        if rng.random() < 0.5:  # an overall statement opening the section (category other)
+            lines.append(_fill(rng.choice(bank["overviews"]), rng, ctx))
         top = 1
     for i, key in enumerate(chosen):
         lines += section(i if style != "flat" else top + i, key)
     if style == "flat":
         top += len(chosen)
+    if rng.random() < 0.3:  # last year's problems and their rectification
+        lines.append(f"{CN[top]}、{rng.choice(bank['rectification_headings'])}")
+        for k, key in enumerate(rng.sample(chosen, 2)):
+            fill = {**ctx, "t": bank["categories"][key]["area"], "s": rng.choice(bank["shortcomings"][key])}
+            lines.append(f"（{CN[k]}）" + _fill(rng.choice(bank["rectification_items"]), rng, fill))
+        top += 1
     problems = rng.sample(chosen, min(len(chosen), rng.randint(2, 3)))
     heading = rng.choice(["存在的不足", "存在的问题和不足", "存在的主要问题", "工作中存在的薄弱环节"])
-    items = "；".join(f"{CN[k]}是{rng.choice(bank['shortcomings'][key])}" for k, key in enumerate(problems))
-    lines += [f"{CN[top]}、{heading}", _fill(rng.choice(bank["problem_openers"]), rng, ctx) + items + "。"]
+    lines += [f"{CN[top]}、{heading}", _fill(rng.choice(bank["problem_openers"]), rng, ctx)]
+    if rng.random() < 0.5:  # all problems in one paragraph: 一是…；二是…
+        lines[-1] += "；".join(f"{CN[k]}是{rng.choice(bank['shortcomings'][key])}" for k, key in enumerate(problems)) + "。"
+    else:  # one paragraph per area, titled by the area
+        lines += [f"（{CN[k]}）{bank['categories'][key]['area']}方面。{rng.choice(bank['shortcomings'][key])}。"
+                  for k, key in enumerate(problems)]
     lines += [f"{CN[top + 1]}、{year + 1}年工作打算", _fill(rng.choice(bank["plan_opener"]), rng, ctx)]
     for k, key in enumerate(rng.sample(chosen, min(4, len(chosen)))):
-        title, sentence = bank["plans"][key]
+        title, sentence = rng.choice(bank["plans"][key])
         lines.append(f"（{CN[k]}）{title}。{sentence}")
     if rng.random() < 0.5:
         lines.append(_fill(rng.choice(bank["closings"]), rng, ctx))
@@ -86,12 +100,14 @@ def generate_report(seed: int, bank_path: Path = BANK) -> str:
     return "\n\n".join(lines) + "\n"
 
 
-def write_reports(out_dir: Path, n: int, seed: int = 0) -> list[Path]:
+def write_reports(out_dir: Path, n: int, seed: int = 0, bank_path: Path = BANK) -> list[Path]:
     """Write ``n`` synthetic reports as ``synthetic_NNN.txt`` into ``out_dir``."""
+    if not bank_path.is_file():
+        raise FazhiError(str(bank_path), "no such sentence bank")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         path = out_dir / f"synthetic_{i:03d}.txt"
-        path.write_text(generate_report(seed * 100000 + i), encoding="utf-8")
+        path.write_text(generate_report(seed * 100000 + i, bank_path), encoding="utf-8")
         paths.append(path)
     return paths

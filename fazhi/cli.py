@@ -90,6 +90,21 @@ def corpus_build(
     typer.echo(f"saved {out}: train {len(dd['train'])} paragraphs, validation {len(dd['validation'])}", err=True)
 
 
+@corpus_app.command("synth")
+@user_errors
+def corpus_synth(
+    out: Path = typer.Option(..., "--out", help="Directory for synthetic_NNN.txt"),
+    count: int = typer.Option(120, min=1, help="Number of reports"),
+    seed: int = typer.Option(0, help="Reports are deterministic for (seed, number)"),
+    bank: Optional[Path] = typer.Option(None, help="Sentence bank YAML (default: corpora/synthetic/bank.yaml)"),
+) -> None:
+    """Write synthetic training reports from the sentence bank (what corpora/synthetic/reports holds)."""
+    from corpora.synthesis import BANK, write_reports
+
+    paths = write_reports(out, count, seed=seed, bank_path=bank or BANK)
+    typer.echo(f"wrote {len(paths)} reports to {out}", err=True)
+
+
 @corpus_app.command("stats")
 @user_errors
 def corpus_stats(path: Path = typer.Argument(...), json_out: bool = typer.Option(False, "--json")) -> None:

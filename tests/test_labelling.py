@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from conftest import REPORTS, SAMPLE
+from conftest import REPORTS, ROOT, SAMPLE
 from corpora.dataset import build, collect, split_by_document, stats
 from corpora.distant import corpus_examples, statute_category
+from corpora.synthesis import write_reports
 from corpora.labelling import (Context, Vote, combine, context_for, label, lf_heading, lf_preamble,
                                lf_shortcoming_section, lf_shortcoming_text, lf_text, lf_title)
 from corpora.taxonomy import load_taxonomy
@@ -148,3 +149,29 @@ def test_evaluate_rules_contract(tmp_path):
         assert out[block]["n"] == 62
     assert (tmp_path / "confusion_document.png").stat().st_size > 1000
     assert "| enforcement |" in (tmp_path / "report.md").read_text()
+
+
+def test_corpus_synth_reproduces_the_committed_reports(tmp_path):
+    out = tmp_path / "synth"
+    result = subprocess.run([sys.executable, "-m", "fazhi.cli", "corpus", "synth", "--out", str(out), "--count", "3"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    committed = ROOT / "corpora" / "synthetic" / "reports"
+    for path in sorted(out.glob("*.txt")):
+        # the committed training reports are exactly what the bank generates
+        assert path.read_text(encoding="utf-8") == (committed / path.name).read_text(encoding="utf-8")
+    assert len(list(committed.glob("synthetic_*.txt"))) == 120
+    bad = subprocess.run([sys.executable, "-m", "fazhi.cli", "corpus", "synth", "--out", str(out),
+                          "--bank", str(tmp_path / "none.yaml")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such sentence bank" in bad.stderr
+
+
+def test_synthetic_problem_sections_are_labelled_shortcomings(tmp_path):
+    rows = collect(write_reports(tmp_path, 30, seed=3), TAX, progress=False)
+    problems = [r for r in rows if r["kind"] == "body" and ("方面。" in r["text"][:16] or "方面的问题。" in r["text"])]
+    assert len(problems) >= 10
+    assert all(r["shortcoming"] for r in problems)
+    # titled by their area ("（一）行政执法方面。…"), they take that area's category, not "other"
+    assert sum(r["category"] != "other" for r in problems) >= 0.9 * len(problems)
+    overviews = [r for r in rows if r["text"].startswith(("一年来", "过去一年"))]
+    assert all(r["category"] == "other" and not r["shortcoming"] for r in overviews)
