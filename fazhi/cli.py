@@ -183,6 +183,8 @@ def train(
     lr: float = typer.Option(3e-4, help="Learning rate (3e-4 suits LoRA, 3e-5 full fine-tuning)"),
     max_length: int = typer.Option(192, help="Tokens per input"),
     lora_r: int = typer.Option(16, help="LoRA rank; 0 fine-tunes every weight"),
+    drop_context: float = typer.Option(0.5, min=0.0, max=1.0,
+                                       help="Share of training inputs sent without their heading path"),
     time_budget: Optional[float] = typer.Option(None, help="Stop training after this many seconds"),
     max_examples: Optional[int] = typer.Option(None, help="Train on a random subset of this size"),
     exclude_sources: Optional[str] = typer.Option(None, help="Leave out examples whose label_source starts so"),
@@ -200,7 +202,7 @@ def train(
         fail("--base-model is required for --model-type bert")
     summary = run(TrainArgs(data=str(data), base_model=str(base_model), out=str(out), epochs=epochs,
                             batch_size=batch_size, lr=lr, max_length=max_length, lora_r=lora_r,
-                            time_budget=time_budget, max_examples=max_examples, exclude_sources=exclude_sources,
+                            drop_context=drop_context, time_budget=time_budget, max_examples=max_examples, exclude_sources=exclude_sources,
                             seed=seed))
     typer.echo(json.dumps({k: summary[k] for k in ("train_examples", "best_validation_score", "train_seconds",
                                                      "train_paragraphs_per_s", "device")}), err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -128,3 +129,17 @@ def test_release_model_tags_the_sample_report():
     assert by_text["（五）依法有效化解社会矛盾纠纷"].category == "dispute_resolution"
     assert by_text["（二）坚持依法科学民主决策"].category == "decision_making"
     assert any(r.shortcoming for r in preds) and not all(r.shortcoming for r in preds)
+
+
+@pytest.mark.slow
+def test_train_cli_options_reach_the_training_record(tiny_model, tiny_base, tmp_path):
+    path, _ = tiny_model
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "fazhi.cli", "train", "--data", str(path.parent / "dd"), "--base-model", str(tiny_base),
+           "--out", str(out), "--epochs", "1", "--max-examples", "16", "--max-length", "32", "--lora-r", "2"]
+    result = subprocess.run([*cmd, "--drop-context", "1.0"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    args = json.loads((out / "training.json").read_text())["args"]
+    assert args["drop_context"] == 1.0 and args["lora_r"] == 2 and args["max_length"] == 32
+    bad = subprocess.run([*cmd, "--drop-context", "1.5"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--drop-context" in bad.stderr
