@@ -202,8 +202,8 @@ def train(
         fail("--base-model is required for --model-type bert")
     summary = run(TrainArgs(data=str(data), base_model=str(base_model), out=str(out), epochs=epochs,
                             batch_size=batch_size, lr=lr, max_length=max_length, lora_r=lora_r,
-                            drop_context=drop_context, time_budget=time_budget, max_examples=max_examples, exclude_sources=exclude_sources,
-                            seed=seed))
+                            drop_context=drop_context, time_budget=time_budget, max_examples=max_examples,
+                            exclude_sources=exclude_sources, seed=seed))
     typer.echo(json.dumps({k: summary[k] for k in ("train_examples", "best_validation_score", "train_seconds",
                                                      "train_paragraphs_per_s", "device")}), err=True)
 

@@ -34,7 +34,7 @@ def model_card(meta: dict, metrics: dict | None, base_dir: str) -> str:
                          "work reports; split by document; the shared dev reports and gold were not used",
         "fine_tuning": f"LoRA r={training.get('args', {}).get('lora_r', 16)} on attention and FFN layers, pooler and "
                        "classifier trained in full, shortcoming head beside",
-        "metrics_command": "fazhi evaluate --gold ../shared/gold/dev --model build/release-model",
+        "metrics_command": "FAZHI_BACKEND=torch fazhi evaluate --gold ../shared/gold/dev --model build/release-model",
         "metrics": metrics or {}, "date": datetime.date.today().isoformat(),
     }
     return ("---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n\n"
