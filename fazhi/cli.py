@@ -26,6 +26,13 @@ def fail(message: str) -> None:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    """Fail with one line unless ``value`` is one of ``choices`` ("--format: expected md or json, got 'x'")."""
+    if value not in choices:
+        expected = ", ".join(choices[:-1]) + " or " + choices[-1]
+        fail(f"{option}: expected {expected}, got {value!r}")
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn :class:`FazhiError` (and unreadable files) into one line on stderr, exit 2."""
 
@@ -60,8 +67,7 @@ def parse(
     """Split a report into meta and outline paragraphs."""
     from corpora import read_document, to_markdown
 
-    if format not in ("json", "md"):
-        fail(f"--format: expected json or md, got {format!r}")
+    check_choice("--format", format, ("json", "md"))
     doc = read_document(file, max_bytes=max_bytes)
     if format == "json":
         emit_json(doc.to_dict())
@@ -193,11 +199,10 @@ def train(
     """Fine-tune a category head and a shortcoming head on a BERT-family encoder (or fit the TF-IDF baseline)."""
     from training.train import TrainArgs, train as run, train_tfidf
 
+    check_choice("--model-type", model_type, ("bert", "tfidf"))
     if model_type == "tfidf":
         typer.echo(json.dumps(train_tfidf(data, out, exclude_sources)), err=True)
         return
-    if model_type != "bert":
-        fail(f"--model-type: expected bert or tfidf, got {model_type!r}")
     if base_model is None:
         fail("--base-model is required for --model-type bert")
     summary = run(TrainArgs(data=str(data), base_model=str(base_model), out=str(out), epochs=epochs,
@@ -262,8 +267,7 @@ def tag(
     from fazhi.render import tagged_markdown
     from models.base import document_inputs, load_classifier, tagged_paragraphs
 
-    if format not in ("json", "md"):
-        fail(f"--format: expected json or md, got {format!r}")
+    check_choice("--format", format, ("json", "md"))
     doc = read_document(file)
     preds = load_classifier(model).predict(*document_inputs(doc))
     paragraphs = tagged_paragraphs(doc, preds)
@@ -292,8 +296,7 @@ def summarize(
     from models.base import document_inputs, load_classifier
     from models.digest import build_digest
 
-    if format not in ("json", "md", "html"):
-        fail(f"--format: expected md, json or html, got {format!r}")
+    check_choice("--format", format, ("md", "json", "html"))
     doc = read_document(file)
     clf = load_classifier(model)
     digest = build_digest(doc, clf.predict(*document_inputs(doc)), clf, summary_chars=length, source=str(file))

@@ -106,6 +106,9 @@ def test_bad_model_inputs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "fazhi.cli", "train", "--data", str(tmp_path / "junk"),
                              "--base-model", str(BASE), "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert result.returncode == 2 and "not a corpus directory" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "fazhi.cli", "train", "--data", str(tmp_path / "junk"),
+                             "--model-type", "svm", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert result.returncode == 2 and "--model-type: expected bert or tfidf, got 'svm'" in result.stderr
 
 
 def test_empty_training_data(tmp_path):

@@ -132,3 +132,11 @@ def test_cli_parse_json_contract_and_md():
     md = run_cli("parse", SAMPLE, "--format", "md").stdout
     assert md.startswith("# 青溪县人民政府关于2023年度法治政府建设情况的报告")
     assert "## 二、存在的不足" in md
+
+
+@pytest.mark.parametrize("command, expected", [("parse", "expected json or md"), ("tag", "expected json or md"),
+                                               ("summarize", "expected md, json or html")])
+def test_bad_format_is_one_line_naming_the_option(command, expected):
+    result = run_cli(command, SAMPLE, "--format", "pdf", *(["--model", "rules"] if command != "parse" else []))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"fazhi: error: --format: {expected}, got 'pdf'"
