@@ -63,9 +63,12 @@ def generate_report(seed: int, bank_path: Path = BANK) -> str:
             for j, t in enumerate(items):
                 out += [f"{i * 3 + j + 1}、{t}", _body(cat, rng, ctx, rng.randint(2, 3))]
         if rng.random() < 0.25:  # an admitted problem inside an area section
-            out.append(_fill(rng.choice(bank["inline_problems"]), rng, {**ctx, "s": rng.choice(bank["shortcomings"][key])}))
+            fill = {**ctx, "t": cat["area"], "s": rng.choice(bank["shortcomings"][key])}
+            out.append(_fill(rng.choice(bank["inline_problems"]), rng, fill))
         return out
 
+    if style != "nested" and rng.random() < 0.4:  # an overall statement after the opener (category other)
+        lines.append(_fill(rng.choice(bank["overviews"]), rng, ctx))
     top = 0
     if style == "nested":
         lines.append(f"一、{year}年法治政府建设主要工作和成效")
@@ -83,8 +86,7 @@ def generate_report(seed: int, bank_path: Path = BANK) -> str:
             lines.append(f"（{CN[k]}）" + _fill(rng.choice(bank["rectification_items"]), rng, fill))
         top += 1
     problems = rng.sample(chosen, min(len(chosen), rng.randint(2, 3)))
-    heading = rng.choice(["存在的不足", "存在的问题和不足", "存在的主要问题", "工作中存在的薄弱环节"])
-    lines += [f"{CN[top]}、{heading}", _fill(rng.choice(bank["problem_openers"]), rng, ctx)]
+    lines += [f"{CN[top]}、{rng.choice(bank['problem_headings'])}", _fill(rng.choice(bank["problem_openers"]), rng, ctx)]
     if rng.random() < 0.5:  # all problems in one paragraph: 一是…；二是…
         lines[-1] += "；".join(f"{CN[k]}是{rng.choice(bank['shortcomings'][key])}" for k, key in enumerate(problems)) + "。"
     else:  # one paragraph per area, titled by the area

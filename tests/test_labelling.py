@@ -175,3 +175,14 @@ def test_synthetic_problem_sections_are_labelled_shortcomings(tmp_path):
     assert sum(r["category"] != "other" for r in problems) >= 0.9 * len(problems)
     overviews = [r for r in rows if r["text"].startswith(("一年来", "过去一年"))]
     assert all(r["category"] == "other" and not r["shortcoming"] for r in overviews)
+
+
+def test_synthetic_reports_exercise_every_cue_of_the_scheme():
+    # a model trained on the silver corpus meets each cue of the scheme under the label the cue stands for
+    rows = collect([ROOT / "corpora" / "synthetic" / "reports"], TAX, progress=False)
+    missing = [f"{c.id}:{p.pattern}" for c in TAX.categories for p in c.cues
+               if not any(r["category"] == c.id and p.search(r["text"]) for r in rows)]
+    missing += [f"shortcoming {kind}:{p.pattern}" for kind, cues in (("body", TAX.shortcoming_text),
+                                                                     ("heading", TAX.shortcoming_headings))
+                for p in cues if not any(r["shortcoming"] and r["kind"] == kind and p.search(r["text"]) for r in rows)]
+    assert missing == []
