@@ -68,6 +68,8 @@ release-model: setup $(BASE_MODEL)/config.json
 	cp build/train-release/adapter/* build/train-release/training.json models/release/
 	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --out $(RELEASE)
 	$(BIN)/fazhi models export-onnx --model $(RELEASE)
+	FAZHI_BACKEND=torch $(BIN)/fazhi evaluate --gold $(SHARED)/gold/dev --model $(RELEASE) > build/release-eval.json
+	$(BIN)/fazhi models card --eval build/release-eval.json --model $(RELEASE)
 
 lint: setup
 	$(BIN)/python -m compileall -q fazhi corpora models training serving

@@ -230,6 +230,19 @@ def models_merge(
     typer.echo(f"wrote {merge_adapter(base_model, adapter or ADAPTER_DIR, out)}", err=True)
 
 
+@models_app.command("card")
+@user_errors
+def models_card(
+    evaluation: Path = typer.Option(..., "--eval", help="JSON written by `fazhi evaluate` for the merged model"),
+    adapter: Optional[Path] = typer.Option(None, help="LoRA adapter directory (default: the release adapter)"),
+    model: Path = typer.Option(Path("build/release-model"), "--model", help="The merged model whose card to rewrite"),
+) -> None:
+    """Record evaluation figures in the adapter (fazhi.json) and the merged model's card (README.md)."""
+    from models.release import ADAPTER_DIR, record_metrics
+
+    typer.echo(f"wrote {record_metrics(evaluation, adapter or ADAPTER_DIR, model)}", err=True)
+
+
 @models_app.command("import-e5")
 @user_errors
 def models_import_e5(

@@ -67,8 +67,37 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, o
         out_dir, {"adapter": str(adapter_dir), "base_model": str(base_dir),
                   "training": json.loads((adapter_dir / "training.json").read_text())
                   if (adapter_dir / "training.json").is_file() else None})
-    metrics = meta.get("metrics")
-    (out / "README.md").write_text(model_card({**meta, "training": json.loads((adapter_dir / "training.json").read_text())
-                                               if (adapter_dir / "training.json").is_file() else None},
-                                              metrics, str(base_dir)), encoding="utf-8")
+    write_card(out, adapter_dir, str(base_dir))
     return out
+
+
+def write_card(model_dir: Path, adapter_dir: Path, base_dir: str) -> Path:
+    """(Re)write ``model_dir/README.md`` from the adapter's fazhi.json (labels, metrics) and training.json."""
+    meta = json.loads((adapter_dir / "fazhi.json").read_text())
+    training = adapter_dir / "training.json"
+    meta["training"] = json.loads(training.read_text()) if training.is_file() else None
+    card = model_dir / "README.md"
+    card.write_text(model_card(meta, meta.get("metrics"), base_dir), encoding="utf-8")
+    return card
+
+
+def record_metrics(evaluation_file: str | Path, adapter_dir: str | Path = ADAPTER_DIR,
+                   model_dir: str | Path = "build/release-model") -> Path:
+    """Store the block figures of an ``fazhi evaluate`` JSON in the adapter's fazhi.json (as
+    ``<gold dir name>_gold_<block>``) and rewrite the merged model's card with them."""
+    evaluation_file, adapter_dir, model_dir = Path(evaluation_file), Path(adapter_dir), Path(model_dir)
+    try:
+        result = json.loads(evaluation_file.read_text(encoding="utf-8"))
+        gold = Path(result["gold"]).name
+        metrics = {f"{gold}_gold_{block}": {k: result[block][k] for k in ("category_macro_f1", "category_accuracy",
+                                                                          "shortcoming_f1")}
+                   for block in ("paragraph", "document")}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise FazhiError(str(evaluation_file), f"not an `fazhi evaluate` result ({type(err).__name__}: {err})") from None
+    if not (model_dir / "fazhi.json").is_file():
+        raise FazhiError(str(model_dir), "not a saved model directory (no fazhi.json)")
+    meta_file = adapter_dir / "fazhi.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "metrics": metrics}, ensure_ascii=False, indent=2) + "\n")
+    base_dir = json.loads((model_dir / "fazhi.json").read_text()).get("base_model", "")
+    return write_card(model_dir, adapter_dir, base_dir)

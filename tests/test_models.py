@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from conftest import BASE, SAMPLE, TEXTS
+from conftest import BASE, GOLD_DIR, SAMPLE, TEXTS
 from corpora import read_document
 from corpora.dataset import build
 from corpora.taxonomy import load_taxonomy
@@ -95,6 +96,24 @@ def test_adapter_merge_reproduces_the_trained_model(tiny_model, tiny_base, tmp_p
         assert max(abs(x.scores[k] - y.scores[k]) for k in x.scores) < 1e-3
     card = (merged / "README.md").read_text(encoding="utf-8")
     assert card.startswith("---\n") and "base_model:" in card and "metrics_command:" in card
+
+    # `fazhi models card` records an evaluation of the merged model in the adapter and the card
+    from training.evaluate import evaluate
+    result = evaluate(load_classifier(merged), GOLD_DIR)
+    (tmp_path / "eval.json").write_text(json.dumps(result), encoding="utf-8")
+    adapter = shutil.copytree(path / "adapter", tmp_path / "adapter")
+    card_cmd = [sys.executable, "-m", "fazhi.cli", "models", "card", "--adapter", str(adapter), "--model", str(merged)]
+    done = subprocess.run(card_cmd + ["--eval", str(tmp_path / "eval.json")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    stored = json.loads((adapter / "fazhi.json").read_text())["metrics"]
+    assert stored["dev_gold_paragraph"]["category_macro_f1"] == result["paragraph"]["category_macro_f1"]
+    assert stored["dev_gold_document"]["shortcoming_f1"] == result["document"]["shortcoming_f1"]
+    card = (merged / "README.md").read_text(encoding="utf-8")
+    assert f"category_macro_f1: {result['document']['category_macro_f1']}" in card
+    (tmp_path / "bad.json").write_text('{"paragraph": {}}', encoding="utf-8")
+    bad = subprocess.run(card_cmd + ["--eval", str(tmp_path / "bad.json")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not an `fazhi evaluate` result" in bad.stderr
+    assert json.loads((adapter / "fazhi.json").read_text())["metrics"] == stored  # nothing stored is lost
 
 
 def test_bad_model_inputs(tmp_path):
