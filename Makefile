@@ -60,11 +60,11 @@ bench: setup
 bench-api: setup
 	$(BIN)/fazhi bench-api
 
-# rebuild the release adapter from the data in ../shared (about 45 minutes on 2 CPU cores, a minute or two on a GPU)
+# rebuild the release adapter from the data in ../shared (about 55 minutes on 2 CPU cores, a minute or two on a GPU)
 release-model: setup $(BASE_MODEL)/config.json
 	$(BIN)/fazhi corpus build $(SOURCES) --out build/corpus
 	$(BIN)/fazhi train --data build/corpus --base-model $(BASE_MODEL) --out build/train-release \
-	  --epochs 4 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16
+	  --epochs 5 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16
 	cp build/train-release/adapter/adapter_* build/train-release/adapter/fazhi.json build/train-release/adapter/shortcoming_head.safetensors \
 	  build/train-release/training.json models/release/
 	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --out $(RELEASE)

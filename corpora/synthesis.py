@@ -62,13 +62,9 @@ def generate_report(seed: int, bank_path: Path = BANK) -> str:
         else:
             for j, t in enumerate(items):
                 out += [f"{i * 3 + j + 1}、{t}", _body(cat, rng, ctx, rng.randint(2, 3))]
-        if rng.random() < 0.3:  # an admitted problem inside an area section
+        if rng.random() < 0.25:  # an admitted problem inside an area section
             fill = {**ctx, "t": cat["area"], "s": rng.choice(bank["shortcomings"][key])}
-            problem = _fill(rng.choice(bank["inline_problems"]), rng, fill)
-            if rng.random() < 0.5:  # its own paragraph, or the end of an item's achievements
-                out.append(problem)
-            else:
-                out[-1] += problem
+            out.append(_fill(rng.choice(bank["inline_problems"]), rng, fill))
         return out
 
     if style != "nested" and rng.random() < 0.4:  # an overall statement after the opener (category other)
