@@ -65,17 +65,20 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, o
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     out = BertClassifier(merged, tokenizer, head, meta.get("max_length", 192), name="fazhi-e5-small-lora").save(
         out_dir, {"adapter": str(adapter_dir), "base_model": str(base_dir),
-                  "training": json.loads((adapter_dir / "training.json").read_text())
-                  if (adapter_dir / "training.json").is_file() else None})
+                  "training": read_training(adapter_dir)})
     write_card(out, adapter_dir, str(base_dir))
     return out
 
 
+def read_training(adapter_dir: Path) -> dict | None:
+    """The adapter's training.json (arguments, history, speed), or None where it has none."""
+    path = adapter_dir / "training.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def write_card(model_dir: Path, adapter_dir: Path, base_dir: str) -> Path:
     """(Re)write ``model_dir/README.md`` from the adapter's fazhi.json (labels, metrics) and training.json."""
-    meta = json.loads((adapter_dir / "fazhi.json").read_text())
-    training = adapter_dir / "training.json"
-    meta["training"] = json.loads(training.read_text()) if training.is_file() else None
+    meta = {**json.loads((adapter_dir / "fazhi.json").read_text()), "training": read_training(adapter_dir)}
     card = model_dir / "README.md"
     card.write_text(model_card(meta, meta.get("metrics"), base_dir), encoding="utf-8")
     return card
