@@ -15,8 +15,9 @@ from models.bert import BertClassifier, load_shortcoming_head
 ADAPTER_DIR = Path(__file__).resolve().parent / "release"
 
 
-def model_card(meta: dict, metrics: dict | None, base_dir: str) -> str:
-    """README.md with YAML front-matter for the merged release model."""
+def model_card(meta: dict, base_dir: str) -> str:
+    """README.md with YAML front-matter for the merged release model; ``meta`` is the adapter's
+    fazhi.json (labels, metrics) with its training.json under ``training``."""
     import datetime
 
     import yaml
@@ -35,7 +36,7 @@ def model_card(meta: dict, metrics: dict | None, base_dir: str) -> str:
         "fine_tuning": f"LoRA r={training.get('args', {}).get('lora_r', 16)} on attention and FFN layers, pooler and "
                        "classifier trained in full, shortcoming head beside",
         "metrics_command": "FAZHI_BACKEND=torch fazhi evaluate --gold ../shared/gold/dev --model build/release-model",
-        "metrics": metrics or {}, "date": datetime.date.today().isoformat(),
+        "metrics": meta.get("metrics") or {}, "date": datetime.date.today().isoformat(),
     }
     return ("---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n\n"
             "# fazhi release model\n\nCategory (8 outline areas) and shortcoming classifier for paragraphs of Chinese "
@@ -80,7 +81,7 @@ def write_card(model_dir: Path, adapter_dir: Path, base_dir: str) -> Path:
     """(Re)write ``model_dir/README.md`` from the adapter's fazhi.json (labels, metrics) and training.json."""
     meta = {**json.loads((adapter_dir / "fazhi.json").read_text()), "training": read_training(adapter_dir)}
     card = model_dir / "README.md"
-    card.write_text(model_card(meta, meta.get("metrics"), base_dir), encoding="utf-8")
+    card.write_text(model_card(meta, base_dir), encoding="utf-8")
     return card
 
 
