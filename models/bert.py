@@ -4,8 +4,8 @@ Saved as a Hugging Face directory: the category model is a stock
 ``BertForSequenceClassification`` (``AutoModelForSequenceClassification`` and
 ``pipeline("text-classification")`` load it, label names in ``config.id2label``);
 the shortcoming head is ``shortcoming_head.safetensors`` beside it, applied to the
-same pooled output. The outline context, when known, is fed in front of the text:
-``"heading › heading ｜ text"``.
+encoder's token states (:class:`ShortcomingHead`). The outline context, when known, is
+fed in front of the text: ``"heading › heading ｜ text"``.
 """
 
 from __future__ import annotations
@@ -31,25 +31,51 @@ def with_context(text: str, heading_path: Sequence[str] | None) -> str:
     return " › ".join(heading_path[-2:]) + CONTEXT_SEP + text if heading_path else text
 
 
-def load_shortcoming_head(directory: str | Path) -> nn.Linear:
-    """The shortcoming head (hidden → 2) saved in ``directory``."""
-    state = load_file(str(Path(directory) / SC_HEAD))
-    head = nn.Linear(state["weight"].shape[1], 2)
+class ShortcomingHead(nn.Module):
+    """Scores every token for evidence of an admitted shortcoming; a paragraph scores as its
+    strongest token.
+
+    A paragraph states a shortcoming when any one of its sentences does, wherever it sits: a
+    count of problems found, late in a long paragraph of achievements, is as much an admission
+    as a paragraph under "存在的不足". One pooled vector summarises the whole paragraph and lets
+    the achievements drown that sentence; the maximum over tokens does not.
+    """
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token states (b, tokens, hidden) and mask (b, tokens) → logits (b, 2) = ``[0, best token
+        score]``, so that the softmax's second column is the sigmoid of the best token's score."""
+        token = self.score(states).squeeze(-1).masked_fill(attention_mask == 0, -1e4)
+        best = token.max(dim=-1).values
+        return torch.stack([torch.zeros_like(best), best], dim=-1)
+
+
+def load_shortcoming_head(directory: str | Path) -> ShortcomingHead:
+    """The shortcoming head saved in ``directory``."""
+    path = Path(directory) / SC_HEAD
+    state = load_file(str(path))
+    if "score.weight" not in state:
+        raise FazhiError(str(path), "a shortcoming head of an older format (one pooled vector); retrain the model")
+    head = ShortcomingHead(state["score.weight"].shape[1])
     head.load_state_dict(state)
     return head
 
 
-def save_shortcoming_head(head: nn.Linear, directory: str | Path) -> None:
+def save_shortcoming_head(head: ShortcomingHead, directory: str | Path) -> None:
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(Path(directory) / SC_HEAD))
 
 
 class TwoHeads(nn.Module):
-    """Wraps a sequence-classification model (plain or with LoRA) and adds a shortcoming head."""
+    """Wraps a sequence-classification model (plain or with LoRA): its category head reads the
+    pooled output, the shortcoming head every token state."""
 
-    def __init__(self, clf: nn.Module, hidden: int, shortcoming: nn.Linear | None = None):
+    def __init__(self, clf: nn.Module, hidden: int, shortcoming: ShortcomingHead | None = None):
         super().__init__()
         self.clf = clf
-        self.shortcoming = shortcoming if shortcoming is not None else nn.Linear(hidden, 2)
+        self.shortcoming = shortcoming if shortcoming is not None else ShortcomingHead(hidden)
 
     def _inner(self):
         model = self.clf
@@ -57,10 +83,9 @@ class TwoHeads(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         inner = self._inner()
-        pooled = inner.bert(input_ids=input_ids, attention_mask=attention_mask,
-                            token_type_ids=token_type_ids).pooler_output
-        pooled = inner.dropout(pooled)
-        return inner.classifier(pooled), self.shortcoming(pooled)
+        out = inner.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        pooled = inner.dropout(out.pooler_output)
+        return inner.classifier(pooled), self.shortcoming(inner.dropout(out.last_hidden_state), attention_mask)
 
 
 class BertClassifier:
@@ -69,7 +94,7 @@ class BertClassifier:
     name = "bert"
     backend = "torch"
 
-    def __init__(self, model, tokenizer, shortcoming: nn.Linear, max_length: int = 256, name: str = "bert"):
+    def __init__(self, model, tokenizer, shortcoming: ShortcomingHead, max_length: int = 256, name: str = "bert"):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.shortcoming = shortcoming.eval()

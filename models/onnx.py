@@ -58,28 +58,6 @@ def calibration_inputs(n_reports: int = CALIBRATION_REPORTS) -> list[str]:
     return inputs
 
 
-def last_layer_for_cls(model: ModelProto) -> None:
-    """Run the last layer's attention output and feed-forward on the first token only (in place).
-
-    The heads read only the first token's final state, and after the last attention every
-    token's path is separate, so the other tokens' last projections are dead work (~6% of
-    the model). The last attention still reads all tokens; results are unchanged.
-    """
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    nodes = list(graph.node)
-    attention = [n for n in nodes if n.op_type == "Attention"][-1]
-    dense = next(n for n in nodes if n.op_type == "MatMul" and n.input[0] == attention.output[0])
-    norm = next(n for n in nodes if n.op_type == "SkipLayerNormalization" and n.input[0] == dense.output[0])
-    graph.initializer.append(numpy_helper.from_array(np.array([0], dtype=np.int64), "first_token"))
-    for node, k in ((dense, 0), (norm, 1)):
-        gather = helper.make_node("Gather", [node.input[k], "first_token"], [f"{node.name}/first_token_{k}"],
-                                  name=f"{node.name}/FirstToken{k}", axis=1)
-        node.input[k] = gather.output[0]
-        graph.node.insert(list(graph.node).index(node), gather)
-
-
 def smooth_activations(model: ModelProto, feeds: list[dict[str, np.ndarray]], alpha: float = SMOOTH_ALPHA) -> list[str]:
     """SmoothQuant on every dense layer of an ONNX BERT (in place); returns the smoothed MatMul names.
 
@@ -105,8 +83,7 @@ def smooth_activations(model: ModelProto, feeds: list[dict[str, np.ndarray]], al
     for feed in feeds:
         real = feed["attention_mask"].astype(bool)
         for k, act in enumerate(session.run(names, {i: feed[i] for i in inputs})):
-            # (b, tokens, in); the last layer's dense inputs hold the first token only
-            x_max[k] = np.maximum(x_max[k], np.abs(act[real[:, :act.shape[1]]]).max(axis=0))
+            x_max[k] = np.maximum(x_max[k], np.abs(act[real]).max(axis=0))  # (b, tokens, in) → (in,)
     for node, xm in zip(dense, x_max):
         w = numpy_helper.to_array(weights[node.input[1]])  # (in, out): y = x @ w
         s = (np.maximum(xm, 1e-5) ** alpha / np.maximum(np.abs(w).max(axis=1), 1e-5) ** (1 - alpha)).astype(np.float32)
@@ -156,7 +133,6 @@ def export_onnx(model_dir: str | Path, quantize: str = "smooth") -> Path:
         cfg = clf.model.config
         optimized = optimize_model(raw, model_type="bert", num_heads=cfg.num_attention_heads,
                                    hidden_size=cfg.hidden_size)
-        last_layer_for_cls(optimized.model)
         optimized.save_model_to_file(str(out / FP32))
         if quantize != "none":
             model = optimized.model

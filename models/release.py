@@ -34,7 +34,7 @@ def model_card(meta: dict, base_dir: str) -> str:
                          "articles (lawrefbook_laws, waystowork_admin_enforcement), provincial and national government "
                          "work reports; split by document; the shared dev reports and gold were not used",
         "fine_tuning": f"LoRA r={training.get('args', {}).get('lora_r', 16)} on attention and FFN layers, pooler and "
-                       "classifier trained in full, shortcoming head beside",
+                       "classifier trained in full; the shortcoming head scores every token and takes the maximum",
         "metrics_command": "FAZHI_BACKEND=torch fazhi evaluate --gold ../shared/gold/dev --model build/release-model",
         "metrics": meta.get("metrics") or {}, "date": datetime.date.today().isoformat(),
     }

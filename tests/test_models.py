@@ -60,6 +60,36 @@ def test_training_batches_group_similar_lengths_in_random_order():
     assert batches != shuffled_length_batches(lengths, 16, random.Random(8))
 
 
+def test_shortcoming_head_scores_the_strongest_real_token(tmp_path):
+    """A paragraph scores as its strongest token, wherever that token sits; padding never counts."""
+    import torch
+    from safetensors.torch import save_file
+
+    from models.bert import SC_HEAD, ShortcomingHead, load_shortcoming_head, save_shortcoming_head
+
+    torch.manual_seed(0)
+    head = ShortcomingHead(8)
+    states = torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    token = head.score(states).squeeze(-1)  # (2, 5)
+    logits = head(states, mask)
+    assert logits.shape == (2, 2) and torch.all(logits[:, 0] == 0)
+    assert torch.allclose(logits[:, 1], torch.stack([token[0, :3].max(), token[1].max()]))
+    # the same tokens in reverse order: the same score
+    assert torch.allclose(head(states[:, [2, 1, 0, 3, 4]], mask)[0], logits[0])
+    # padding that would score highest is ignored
+    loud = states.clone()
+    loud[0, 3:] = 100 * head.score.weight[0]
+    assert torch.equal(head(loud, mask)[0], logits[0])
+
+    save_shortcoming_head(head, tmp_path)
+    assert torch.equal(load_shortcoming_head(tmp_path)(states, mask), logits)
+    (tmp_path / "old").mkdir()
+    save_file({"weight": torch.zeros(2, 8), "bias": torch.zeros(2)}, str(tmp_path / "old" / SC_HEAD))
+    with pytest.raises(FazhiError, match="older format"):
+        load_shortcoming_head(tmp_path / "old")
+
+
 @pytest.mark.slow
 def test_save_load_identical_and_deterministic(tiny_model):
     path, _ = tiny_model
