@@ -35,10 +35,9 @@ class ShortcomingHead(nn.Module):
     """Scores every token for evidence of an admitted shortcoming; a paragraph scores as its
     strongest token.
 
-    A paragraph states a shortcoming when any one of its sentences does, wherever it sits: a
-    count of problems found, late in a long paragraph of achievements, is as much an admission
-    as a paragraph under "存在的不足". One pooled vector summarises the whole paragraph and lets
-    the achievements drown that sentence; the maximum over tokens does not.
+    A paragraph states a shortcoming when any one of its sentences does, wherever it sits, so
+    its score is the strongest local evidence rather than a summary of the whole paragraph; the
+    token scores also show which words decided.
     """
 
     def __init__(self, hidden: int):

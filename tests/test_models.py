@@ -75,7 +75,7 @@ def test_shortcoming_head_scores_the_strongest_real_token(tmp_path):
     logits = head(states, mask)
     assert logits.shape == (2, 2) and torch.all(logits[:, 0] == 0)
     assert torch.allclose(logits[:, 1], torch.stack([token[0, :3].max(), token[1].max()]))
-    # the same tokens in reverse order: the same score
+    # the real tokens in reverse order (padding in place): the same score
     assert torch.allclose(head(states[:, [2, 1, 0, 3, 4]], mask)[0], logits[0])
     # padding that would score highest is ignored
     loud = states.clone()
