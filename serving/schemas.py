@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Text = Annotated[str, StringConstraints(min_length=1)]
+# the years a report may carry; the paragraph filter takes the same range, so no query reaches SQLite unbounded
+YEAR_MIN, YEAR_MAX = 1949, 2100
 
 
 class ParagraphIn(BaseModel):
@@ -45,7 +47,7 @@ class ReportIn(BaseModel):
     text: Text
     title: str | None = None
     region: str | None = None
-    year: int | None = Field(None, ge=1949, le=2100)
+    year: int | None = Field(None, ge=YEAR_MIN, le=YEAR_MAX)
 
 
 class TaggedParagraph(Labels):

@@ -216,7 +216,8 @@ class SQLiteStore:
 
     def paragraphs(self, query: ParagraphQuery, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
         after = decode_cursor(cursor) if cursor else "0"
-        if not after.isdigit():
+        # a rowid: ASCII digits within SQLite's 64-bit integers (isdigit alone admits "²" and 10**30)
+        if not (after.isascii() and after.isdigit() and int(after) < 2 ** 63):
             raise FazhiError("cursor", "not a cursor returned by this server")
         where, args = ["p.rowid > ?"], [int(after)]
         for column, value in (("p.category", query.category), ("r.region", query.region), ("r.year", query.year),

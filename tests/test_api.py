@@ -16,7 +16,7 @@ from models.base import load_classifier
 from serving.app import Settings, create_app
 from serving.auth import hash_key, load_key_hashes, new_key
 from serving.batching import Batcher
-from serving.store import MIGRATIONS, ReportRecord, open_store
+from serving.store import MIGRATIONS, ReportRecord, encode_cursor, open_store
 
 KEY = {"X-API-Key": "test-key"}
 REPORT_001 = next(p for p in REPORTS if p.name.startswith("001_"))
@@ -178,6 +178,10 @@ def test_paragraph_search_filters_and_pages(client):
     assert headings and all(p["kind"] == "heading" for p in headings)
     assert_error(client.get("/v1/paragraphs", params={"category": "nonsense"}), 422, "nonsense")
     assert_error(client.get("/v1/paragraphs", params={"cursor": "!!"}), 422, "cursor")
+    # well-formed base64 of no rowid SQLite can hold: refused, not a 500
+    for value in (10 ** 30, "²"):
+        assert_error(client.get("/v1/paragraphs", params={"cursor": encode_cursor(value)}), 422, "cursor")
+    assert_error(client.get("/v1/paragraphs", params={"year": 2 ** 63}), 422, "year")
     assert_error(client.get("/v1/paragraphs", params={"limit": 0}), 422, "limit")
     # a NUL ends an FTS5 query string early: refused up front, not a 500 from SQLite
     assert_error(client.get("/v1/paragraphs", params={"q": "依法\x00行政"}), 422, "q")
