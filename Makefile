@@ -60,7 +60,7 @@ bench: setup
 bench-api: setup
 	$(BIN)/fazhi bench-api
 
-# rebuild the release adapter from the data in ../shared (about 55 minutes on 2 CPU cores, a minute or two on a GPU)
+# rebuild the release adapter from the data in ../shared (about 65 minutes on 2 CPU cores, a minute or two on a GPU)
 release-model: setup $(BASE_MODEL)/config.json
 	$(BIN)/fazhi corpus build $(SOURCES) --out build/corpus
 	$(BIN)/fazhi train --data build/corpus --base-model $(BASE_MODEL) --out build/train-release \

@@ -73,8 +73,13 @@ def test_shortcoming_functions():
     assert lf_shortcoming_section(Context(text="二、存在的问题", kind="heading"), TAX).label is True
     assert lf_shortcoming_text(Context(text="仍存在一些薄弱环节,有待进一步加强。"), TAX).label is True
     assert lf_shortcoming_text(Context(text="查找问题50个,并及时反馈整改。"), TAX).label is True
+    # counts of problems found by audit or inspection, or rectified: the problems existed
+    for text in ("完成审计项目10个，查出问题资金8120万元。", "开展突出问题专项整治，整改3148个问题。",
+                 "审计发现问题整改率达98.7%。", "督促整改资金使用问题6337万元。"):
+        assert lf_shortcoming_text(Context(text=text), TAX).label is True, text
     # pledges and problems solved for others are not shortcomings
-    for text in ("坚持问题导向,补齐法治政府建设短板。", "有效解决了群众办事来回跑问题。", "确保整改有落实、推进有实效。"):
+    for text in ("坚持问题导向,补齐法治政府建设短板。", "有效解决了群众办事来回跑问题。", "确保整改有落实、推进有实效。",
+                 "帮助企业解决生产经营中遇到的困难和问题18个。", "及时协调解决改革推进中遇到的困难和问题。"):
         assert lf_shortcoming_text(Context(text=text), TAX) is None, text
 
 
