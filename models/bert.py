@@ -36,8 +36,9 @@ class ShortcomingHead(nn.Module):
     strongest token.
 
     A paragraph states a shortcoming when any one of its sentences does, wherever it sits, so
-    its score is the strongest local evidence rather than a summary of the whole paragraph; the
-    token scores also show which words decided.
+    its score is the strongest local evidence rather than a summary of the whole paragraph. The
+    token scores are not word attributions: the last layer mixes the whole paragraph into every
+    token, so on a paragraph the head rejects they are nearly flat.
     """
 
     def __init__(self, hidden: int):
