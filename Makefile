@@ -32,7 +32,7 @@ build/e5-base/config.json: $(STAMP)
 $(RELEASE)/config.json: $(STAMP) $(BASE_MODEL)/config.json models/release/adapter_model.safetensors
 	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --out $(RELEASE)
 
-# the fast CPU path: the release model in ONNX, float32 and smoothed int8 (the default; see README for the labels it moves)
+# the fast CPU path: the release model in ONNX, smoothed int8 (the default) and float32, which re-scores inputs near a decision boundary
 $(RELEASE)/onnx/export.json: $(RELEASE)/config.json
 	$(BIN)/fazhi models export-onnx --model $(RELEASE)
 
