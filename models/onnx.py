@@ -178,6 +178,7 @@ class OnnxClassifier(BertClassifier):
     def __init__(self, session, tokenizer, labels: list[str], max_length: int, name: str, file: str, exact=None):
         self.session = session
         self.exact = exact
+        self.margin = RESCORE_MARGIN
         self.tokenizer = tokenizer
         self.labels = labels
         self.max_length = max_length
@@ -193,7 +194,7 @@ class OnnxClassifier(BertClassifier):
     def logits(self, inputs: list[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         cat, sc = super().logits(inputs, batch_size)
         if self.exact is not None:
-            near = np.flatnonzero(near_boundary(cat, sc))
+            near = np.flatnonzero(near_boundary(cat, sc, self.margin))
             for idx, enc in self.encode_batches([inputs[i] for i in near], batch_size):
                 cat[near[idx]], sc[near[idx]] = self.forward(enc, self.exact)
         return cat, sc
