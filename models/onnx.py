@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fazhi.errors import FazhiError
-from models.bert import SC_HEAD, BertClassifier, TwoHeads
+from models.bert import SC_HEAD, BertClassifier, TwoHeads, softmax
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -156,16 +156,16 @@ def export_onnx(model_dir: str | Path, quantize: str = "smooth") -> Path:
 RESCORE_MARGIN = 0.4
 
 
+def top_two_gap(logits: np.ndarray) -> np.ndarray:
+    """Per row of logits (n, K), the first minus the second highest probability (n,)."""
+    top = np.sort(softmax(logits), axis=-1)
+    return top[:, -1] - top[:, -2]
+
+
 def near_boundary(cat: np.ndarray, sc: np.ndarray, margin: float = RESCORE_MARGIN) -> np.ndarray:
     """Rows (n,) whose category logits (n, K) or shortcoming logits (n, 2) give top-two
     probabilities less than ``margin`` apart."""
-    from models.bert import softmax
-
-    def gap(logits: np.ndarray) -> np.ndarray:
-        top = np.sort(softmax(logits), axis=-1)
-        return top[:, -1] - top[:, -2]
-
-    return (gap(cat) < margin) | (gap(sc) < margin)
+    return (top_two_gap(cat) < margin) | (top_two_gap(sc) < margin)
 
 
 class OnnxClassifier(BertClassifier):

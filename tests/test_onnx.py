@@ -11,7 +11,7 @@ from conftest import REPORTS
 from corpora import read_document
 from fazhi.errors import FazhiError
 from models.base import document_inputs, load_classifier
-from models.bert import BertClassifier, softmax, with_context
+from models.bert import BertClassifier, with_context
 from models.onnx import EXPORT_INFO, FP32, INT8, ONNX_DIR, OnnxClassifier, export_onnx, load_fast
 from models.registry import default_model_dir
 
@@ -73,7 +73,7 @@ def test_float_export_matches_torch(exported):
 
 
 def test_int8_rescores_near_boundary_inputs_in_float32(exported):
-    from models.onnx import near_boundary
+    from models.onnx import near_boundary, top_two_gap
 
     texts, paths = report_inputs()
     inputs = [with_context(t, p) for t, p in zip(texts, paths)]
@@ -84,8 +84,7 @@ def test_int8_rescores_near_boundary_inputs_in_float32(exported):
     cq, sq = plain.logits(inputs)
     cf, sf = exact.logits(inputs)
     # a margin between the tiny model's top-two gaps, so that some inputs are re-scored and some not
-    gaps = [np.diff(np.sort(softmax(x), axis=-1)[:, -2:], axis=-1)[:, 0] for x in (cq, sq)]
-    hybrid.margin = float(np.median(np.minimum(*gaps)))
+    hybrid.margin = float(np.median(np.minimum(top_two_gap(cq), top_two_gap(sq))))
     ch, sh = hybrid.logits(inputs)
     near = near_boundary(cq, sq, hybrid.margin)
     assert near.any() and not near.all()
