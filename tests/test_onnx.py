@@ -12,7 +12,8 @@ from corpora import read_document
 from fazhi.errors import FazhiError
 from models.base import document_inputs, load_classifier
 from models.bert import BertClassifier, with_context
-from models.onnx import EXPORT_INFO, FP32, INT8, ONNX_DIR, OnnxClassifier, export_onnx, load_fast
+from models.onnx import (EXPORT_INFO, FP32, INT8, ONNX_DIR, OnnxClassifier, export_onnx, load_fast,
+                         near_boundary, top_two_gap)
 from models.registry import default_model_dir
 
 pytestmark = pytest.mark.slow
@@ -73,8 +74,6 @@ def test_float_export_matches_torch(exported):
 
 
 def test_int8_rescores_near_boundary_inputs_in_float32(exported):
-    from models.onnx import near_boundary, top_two_gap
-
     texts, paths = report_inputs()
     inputs = [with_context(t, p) for t, p in zip(texts, paths)]
     plain, _ = load_fast(exported, rescore=False)
