@@ -28,12 +28,22 @@ def _fill(template: str, rng: random.Random, ctx: dict) -> str:
     return template.format(**ctx, m1=rng.randint(1, 9), d=rng.randint(0, 9))
 
 
-def _body(cat: dict, rng: random.Random, ctx: dict, k: int = 3) -> str:
-    return "".join(_fill(s, rng, ctx) for s in rng.sample(cat["sentences"], min(k, len(cat["sentences"]))))
+def _body(cat: dict, rng: random.Random, ctx: dict, k: int = 3, findings: float = 0.0) -> str:
+    """``k`` item sentences; with probability ``findings`` one of the area's findings
+    sentences at a random place among them (the rng is left untouched when it is 0, so
+    reports without findings stay what they were)."""
+    body = [_fill(s, rng, ctx) for s in rng.sample(cat["sentences"], min(k, len(cat["sentences"])))]
+    if findings and cat.get("findings") and rng.random() < findings:
+        body.insert(rng.randint(0, len(body)), _fill(rng.choice(cat["findings"]), rng, ctx))
+    return "".join(body)
 
 
-def generate_report(seed: int, bank_path: Path = BANK) -> str:
-    """One synthetic report (plain text with furniture), deterministic for ``seed``."""
+def generate_report(seed: int, bank_path: Path = BANK, findings: float = 0.0) -> str:
+    """One synthetic report (plain text with furniture), deterministic for ``seed``.
+
+    ``findings``: the share of item bodies (0–1) that also report an inspection's
+    findings (查找问题…个), a shortcoming among achievements.
+    """
     bank = yaml.safe_load(bank_path.read_text(encoding="utf-8"))
     rng = random.Random(seed)
     region = rng.choice(bank["regions"])
@@ -55,13 +65,13 @@ def generate_report(seed: int, bank_path: Path = BANK) -> str:
         out = []
         if style == "nested":
             out.append(f"（{CN[i]}）{rng.choice(cat['headings'])}")
-            out += [f"{j + 1}.{t}。{_body(cat, rng, ctx, rng.randint(1, 3))}" for j, t in enumerate(items)]
+            out += [f"{j + 1}.{t}。{_body(cat, rng, ctx, rng.randint(1, 3), findings)}" for j, t in enumerate(items)]
         elif style == "flat":
             out.append(f"{CN[i]}、{rng.choice(cat['headings'])}")
-            out += [f"（{CN[j]}）{t}。{_body(cat, rng, ctx, rng.randint(1, 3))}" for j, t in enumerate(items)]
+            out += [f"（{CN[j]}）{t}。{_body(cat, rng, ctx, rng.randint(1, 3), findings)}" for j, t in enumerate(items)]
         else:
             for j, t in enumerate(items):
-                out += [f"{i * 3 + j + 1}、{t}", _body(cat, rng, ctx, rng.randint(2, 3))]
+                out += [f"{i * 3 + j + 1}、{t}", _body(cat, rng, ctx, rng.randint(2, 3), findings)]
         if rng.random() < 0.25:  # an admitted problem inside an area section
             fill = {**ctx, "t": cat["area"], "s": rng.choice(bank["shortcomings"][key])}
             out.append(_fill(rng.choice(bank["inline_problems"]), rng, fill))
@@ -102,14 +112,18 @@ def generate_report(seed: int, bank_path: Path = BANK) -> str:
     return "\n\n".join(lines) + "\n"
 
 
-def write_reports(out_dir: Path, n: int, seed: int = 0, bank_path: Path = BANK) -> list[Path]:
-    """Write ``n`` synthetic reports as ``synthetic_NNN.txt`` into ``out_dir``."""
+def write_reports(out_dir: Path, n: int, seed: int = 0, bank_path: Path = BANK, findings: float = 0.0,
+                  prefix: str = "synthetic") -> list[Path]:
+    """Write ``n`` synthetic reports as ``{prefix}_NNN.txt`` into ``out_dir`` (the file name
+    is the document id, so sets written with different prefixes can be built into one corpus)."""
+    if not 0.0 <= findings <= 1.0:
+        raise FazhiError(str(findings), "findings is a share of item bodies, between 0 and 1")
     if not bank_path.is_file():
         raise FazhiError(str(bank_path), "no such sentence bank")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
-        path = out_dir / f"synthetic_{i:03d}.txt"
-        path.write_text(generate_report(seed * 100000 + i, bank_path), encoding="utf-8")
+        path = out_dir / f"{prefix}_{i:03d}.txt"
+        path.write_text(generate_report(seed * 100000 + i, bank_path, findings), encoding="utf-8")
         paths.append(path)
     return paths

@@ -103,11 +103,14 @@ def corpus_synth(
     count: int = typer.Option(120, min=1, help="Number of reports"),
     seed: int = typer.Option(0, help="Reports are deterministic for (seed, number)"),
     bank: Optional[Path] = typer.Option(None, help="Sentence bank YAML (default: corpora/synthetic/bank.yaml)"),
+    findings: float = typer.Option(0.0, min=0.0, max=1.0,
+                                   help="Share of item bodies that also report an inspection's findings (a shortcoming)"),
+    prefix: str = typer.Option("synthetic", help="File names (and document ids) are PREFIX_NNN.txt"),
 ) -> None:
     """Write synthetic training reports from the sentence bank (what corpora/synthetic/reports holds)."""
     from corpora.synthesis import BANK, write_reports
 
-    paths = write_reports(out, count, seed=seed, bank_path=bank or BANK)
+    paths = write_reports(out, count, seed=seed, bank_path=bank or BANK, findings=findings, prefix=prefix)
     typer.echo(f"wrote {len(paths)} reports to {out}", err=True)
 
 
@@ -194,6 +197,8 @@ def train(
     time_budget: Optional[float] = typer.Option(None, help="Stop training after this many seconds"),
     max_examples: Optional[int] = typer.Option(None, help="Train on a random subset of this size"),
     exclude_sources: Optional[str] = typer.Option(None, help="Leave out examples whose label_source starts so"),
+    shortcoming_only: Optional[str] = typer.Option(
+        None, help="Examples of documents whose doc_id starts so train the shortcoming head alone"),
     seed: int = typer.Option(13),
 ) -> None:
     """Fine-tune a category head and a shortcoming head on a BERT-family encoder (or fit the TF-IDF baseline)."""
@@ -201,14 +206,14 @@ def train(
 
     check_choice("--model-type", model_type, ("bert", "tfidf"))
     if model_type == "tfidf":
-        typer.echo(json.dumps(train_tfidf(data, out, exclude_sources)), err=True)
+        typer.echo(json.dumps(train_tfidf(data, out, exclude_sources, shortcoming_only)), err=True)
         return
     if base_model is None:
         fail("--base-model is required for --model-type bert")
     summary = run(TrainArgs(data=str(data), base_model=str(base_model), out=str(out), epochs=epochs,
                             batch_size=batch_size, lr=lr, max_length=max_length, lora_r=lora_r,
                             drop_context=drop_context, time_budget=time_budget, max_examples=max_examples,
-                            exclude_sources=exclude_sources, seed=seed))
+                            exclude_sources=exclude_sources, shortcoming_only=shortcoming_only, seed=seed))
     typer.echo(json.dumps({k: summary[k] for k in ("train_examples", "best_validation_score", "train_seconds",
                                                      "train_paragraphs_per_s", "device")}), err=True)
 

@@ -36,6 +36,42 @@ def test_tfidf_fit_save_load(corpus, tmp_path):
     assert set(before[0].scores) == set(clf.labels)
 
 
+def test_tfidf_rows_without_category_fit_the_shortcoming_model_alone(corpus):
+    from models.tfidf import TfidfClassifier
+
+    train = corpus["train"]
+    masked = [None if c == "leadership" else c for c in train["category"]]
+    clf = TfidfClassifier().fit(train["text"], masked, train["shortcoming"], train["heading_path"])
+    assert "leadership" not in clf.labels and "enforcement" in clf.labels
+    full = TfidfClassifier().fit(train["text"], train["category"], train["shortcoming"], train["heading_path"])
+    assert [p.shortcoming_score for p in clf.predict(TEXTS)] == [p.shortcoming_score for p in full.predict(TEXTS)]
+
+
+@pytest.mark.slow
+def test_shortcoming_only_documents_leave_the_category_head_untrained(tiny_base, tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from corpora.synthesis import write_reports
+    from training.train import TrainArgs, load_base, train
+
+    build(write_reports(tmp_path / "synthetic", 4, seed=7), tmp_path / "dd", load_taxonomy(), validation=0.25,
+          progress=False)
+    torch.manual_seed(13)  # training's seed: the same randomly initialised category head
+    init = load_base(str(tiny_base), load_taxonomy().labels)[0].classifier.weight.detach().clone()
+
+    def change(shortcoming_only: str | None) -> float:
+        out = tmp_path / f"m-{bool(shortcoming_only)}"
+        train(TrainArgs(data=str(tmp_path / "dd"), base_model=str(tiny_base), out=str(out), epochs=2, batch_size=16,
+                        lr=1e-2, max_length=32, lora_r=2, shortcoming_only=shortcoming_only), progress=False)
+        trained = AutoModelForSequenceClassification.from_pretrained(out).classifier.weight.detach()
+        return float((trained - init).norm() / init.norm())
+
+    # every document here is synthetic/…: masked, the category head moves by weight decay alone
+    assert change(None) > 0.1
+    assert change("synthetic/") < 0.01
+
+
 @pytest.mark.slow
 def test_tiny_bert_loss_decreases(tiny_model):
     _, summary = tiny_model

@@ -5,7 +5,9 @@ models don't express without a wrapper of the same size): LoRA adapters by defau
 (``lora_r=0`` fine-tunes every weight), loss weighted by class frequency and by
 the silver label's confidence, outline context dropped at random so that bare
 paragraphs work too, batches of similar length (in random order), early stopping on the
-validation split, a time budget.
+validation split, a time budget. Documents named by ``shortcoming_only`` (e.g. the
+synthetic reports written with inspection findings) add shortcoming examples without
+moving the category head's training data.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class TrainArgs:
     time_budget: float | None = None  # seconds of training, then stop at the next evaluation
     max_examples: int | None = None
     exclude_sources: str | None = None  # label_source prefix to leave out, e.g. "synthetic"
+    shortcoming_only: str | None = None  # doc_id prefix of documents that train the shortcoming head alone
     device: str = "auto"
 
 
@@ -60,6 +63,10 @@ def _weights(values: list, labels: list) -> torch.Tensor:
     counts = np.array([max(1, values.count(l)) for l in labels], dtype=float)
     w = (counts.sum() / counts) ** 0.5
     return torch.tensor(w / w.mean(), dtype=torch.float)
+
+
+def _shortcoming_only(row: dict, args: TrainArgs) -> bool:
+    return bool(args.shortcoming_only) and row["doc_id"].startswith(args.shortcoming_only)
 
 
 def shuffled_length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
@@ -124,7 +131,9 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, int(0.06 * total))) * max(0.0, 1 - s / total))
     label_id = {l: i for i, l in enumerate(labels)}
-    cat_loss = nn.CrossEntropyLoss(weight=_weights([r["category"] for r in rows], labels).to(device), reduction="none")
+    cat_rows = [r for r in rows if not _shortcoming_only(r, args)]
+    cat_loss = nn.CrossEntropyLoss(weight=_weights([r["category"] for r in cat_rows], labels).to(device),
+                                   reduction="none")
     sc_loss = nn.CrossEntropyLoss(weight=_weights([bool(r["shortcoming"]) for r in rows], [False, True]).to(device),
                                   reduction="none")
     rng = random.Random(args.seed)
@@ -167,7 +176,8 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
             w = torch.tensor([float(r["confidence"]) for r in batch], device=device)
             yc = torch.tensor([label_id[r["category"]] for r in batch], device=device)
             ys = torch.tensor([int(bool(r["shortcoming"])) for r in batch], device=device)
-            loss = ((cat_loss(c, yc) + sc_loss(s, ys)) * w).mean()
+            wc = torch.tensor([0.0 if _shortcoming_only(r, args) else 1.0 for r in batch], device=device)
+            loss = ((cat_loss(c, yc) * wc + sc_loss(s, ys)) * w).mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -212,15 +222,19 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
     return summary
 
 
-def train_tfidf(data: str | Path, out: str | Path, exclude_sources: str | None = None) -> dict:
-    """Fit the TF-IDF + logistic regression baseline on a corpus's train split and save it."""
+def train_tfidf(data: str | Path, out: str | Path, exclude_sources: str | None = None,
+                shortcoming_only: str | None = None) -> dict:
+    """Fit the TF-IDF + logistic regression baseline on a corpus's train split and save it;
+    documents whose doc_id starts with ``shortcoming_only`` fit the shortcoming model alone."""
     from corpora.dataset import load
     from models.tfidf import TfidfClassifier
 
     train_split = load(data)["train"]
     rows = [r for r in train_split if not (exclude_sources and r["label_source"].startswith(exclude_sources))]
     start = time.perf_counter()
-    clf = TfidfClassifier().fit([r["text"] for r in rows], [r["category"] for r in rows],
+    clf = TfidfClassifier().fit([r["text"] for r in rows],
+                                [None if shortcoming_only and r["doc_id"].startswith(shortcoming_only) else r["category"]
+                                 for r in rows],
                                 [r["shortcoming"] for r in rows], [r["heading_path"] for r in rows])
     record = {"train_examples": len(rows), "train_seconds": round(time.perf_counter() - start, 1), "data": str(data)}
     clf.save(out, record)
