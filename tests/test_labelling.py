@@ -172,26 +172,23 @@ def test_corpus_synth_reproduces_the_committed_reports(tmp_path):
     assert bad.returncode == 2 and "no such sentence bank" in bad.stderr
 
 
-def test_findings_reports_reproduce_and_are_labelled_shortcomings(tmp_path):
+def test_findings_reports_are_labelled_shortcomings(tmp_path):
     import yaml
 
     out = tmp_path / "findings"
-    cmd = [sys.executable, "-m", "fazhi.cli", "corpus", "synth", "--out", str(out), "--count", "3", "--seed", "1",
+    cmd = [sys.executable, "-m", "fazhi.cli", "corpus", "synth", "--out", str(out), "--count", "30", "--seed", "1",
            "--findings", "0.4", "--prefix", "findings"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    committed = ROOT / "corpora" / "synthetic" / "findings"
-    assert sorted(p.name for p in out.iterdir()) == ["findings_000.txt", "findings_001.txt", "findings_002.txt"]
-    for path in out.iterdir():
-        assert path.read_text(encoding="utf-8") == (committed / path.name).read_text(encoding="utf-8")
-    assert len(list(committed.glob("findings_*.txt"))) == 30
+    assert sorted(p.name for p in out.iterdir())[::29] == ["findings_000.txt", "findings_029.txt"]
     # each findings sentence sits inside an item of its area: a shortcoming under the area's category
     bank = yaml.safe_load((ROOT / "corpora" / "synthetic" / "bank.yaml").read_text(encoding="utf-8"))
+
     def pattern(template: str) -> str:  # each {slot} matches any filling
         return re.sub(r"\\\{[a-z0-9]+\\\}", ".+?", re.escape(template))
 
     cues = {key: re.compile("|".join(map(pattern, cat["findings"]))) for key, cat in bank["categories"].items()}
-    rows = collect([committed], TAX, progress=False)
+    rows = collect([out], TAX, progress=False)
     found = [(key, r) for r in rows for key, cue in cues.items() if cue.search(r["text"])]
     assert len(found) >= 80
     assert all(r["shortcoming"] for _, r in found)
