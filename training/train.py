@@ -65,8 +65,9 @@ def _weights(values: list, labels: list) -> torch.Tensor:
     return torch.tensor(w / w.mean(), dtype=torch.float)
 
 
-def _shortcoming_only(row: dict, args: TrainArgs) -> bool:
-    return bool(args.shortcoming_only) and row["doc_id"].startswith(args.shortcoming_only)
+def _shortcoming_only(row: dict, prefix: str | None) -> bool:
+    """Whether the row's document trains the shortcoming head alone (its doc_id starts with ``prefix``)."""
+    return bool(prefix) and row["doc_id"].startswith(prefix)
 
 
 def shuffled_length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
@@ -131,7 +132,7 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, int(0.06 * total))) * max(0.0, 1 - s / total))
     label_id = {l: i for i, l in enumerate(labels)}
-    cat_rows = [r for r in rows if not _shortcoming_only(r, args)]
+    cat_rows = [r for r in rows if not _shortcoming_only(r, args.shortcoming_only)]
     cat_loss = nn.CrossEntropyLoss(weight=_weights([r["category"] for r in cat_rows], labels).to(device),
                                    reduction="none")
     sc_loss = nn.CrossEntropyLoss(weight=_weights([bool(r["shortcoming"]) for r in rows], [False, True]).to(device),
@@ -176,7 +177,7 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
             w = torch.tensor([float(r["confidence"]) for r in batch], device=device)
             yc = torch.tensor([label_id[r["category"]] for r in batch], device=device)
             ys = torch.tensor([int(bool(r["shortcoming"])) for r in batch], device=device)
-            wc = torch.tensor([0.0 if _shortcoming_only(r, args) else 1.0 for r in batch], device=device)
+            wc = torch.tensor([0.0 if _shortcoming_only(r, args.shortcoming_only) else 1.0 for r in batch], device=device)
             loss = ((cat_loss(c, yc) * wc + sc_loss(s, ys)) * w).mean()
             opt.zero_grad()
             loss.backward()
@@ -233,8 +234,7 @@ def train_tfidf(data: str | Path, out: str | Path, exclude_sources: str | None =
     rows = [r for r in train_split if not (exclude_sources and r["label_source"].startswith(exclude_sources))]
     start = time.perf_counter()
     clf = TfidfClassifier().fit([r["text"] for r in rows],
-                                [None if shortcoming_only and r["doc_id"].startswith(shortcoming_only) else r["category"]
-                                 for r in rows],
+                                [None if _shortcoming_only(r, shortcoming_only) else r["category"] for r in rows],
                                 [r["shortcoming"] for r in rows], [r["heading_path"] for r in rows])
     record = {"train_examples": len(rows), "train_seconds": round(time.perf_counter() - start, 1), "data": str(data)}
     clf.save(out, record)
