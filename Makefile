@@ -12,7 +12,10 @@ SOURCES    := corpora/synthetic/reports $(SHARED)/corpora/lawrefbook_laws $(SHAR
 
 .PHONY: setup test demo serve bench bench-api release-model lint clean
 
-setup: $(STAMP) $(RELEASE)/config.json $(RELEASE)/onnx/export.json build/tfidf/tfidf.joblib
+SHORTCOMING := $(RELEASE)/shortcoming
+FINDINGS   := build/findings/synthetic
+
+setup: $(STAMP) $(RELEASE)/config.json $(RELEASE)/onnx/export.json $(SHORTCOMING)/onnx/export.json build/tfidf/tfidf.joblib
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +34,13 @@ build/e5-base/config.json: $(STAMP)
 # the release model: LoRA adapter + heads from git, merged into the base encoder
 $(RELEASE)/config.json: $(STAMP) $(BASE_MODEL)/config.json models/release/adapter_model.safetensors
 	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --out $(RELEASE)
+
+# the release's shortcoming model (a second encoder, inside the release directory)
+$(SHORTCOMING)/config.json: $(STAMP) $(BASE_MODEL)/config.json models/release/shortcoming/adapter_model.safetensors
+	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --adapter models/release/shortcoming --out $(SHORTCOMING)
+
+$(SHORTCOMING)/onnx/export.json: $(SHORTCOMING)/config.json
+	$(BIN)/fazhi models export-onnx --model $(SHORTCOMING)
 
 # the fast CPU path: the release model in ONNX, smoothed int8 (the default) and float32, which re-scores inputs near a decision boundary
 $(RELEASE)/onnx/export.json: $(RELEASE)/config.json
@@ -60,15 +70,24 @@ bench: setup
 bench-api: setup
 	$(BIN)/fazhi bench-api
 
-# rebuild the release adapter from the data in ../shared (about 65 minutes on 2 CPU cores, a minute or two on a GPU)
+# rebuild the release's two adapters from the data in ../shared (about 140 minutes on 2 CPU cores, minutes on a GPU):
+# categories from the silver corpus; shortcomings from it plus reports with inspection findings, which train that head alone
 release-model: setup $(BASE_MODEL)/config.json
 	$(BIN)/fazhi corpus build $(SOURCES) --out build/corpus
 	$(BIN)/fazhi train --data build/corpus --base-model $(BASE_MODEL) --out build/train-release \
 	  --epochs 5 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16
 	cp build/train-release/adapter/adapter_* build/train-release/adapter/fazhi.json build/train-release/adapter/shortcoming_head.safetensors \
 	  build/train-release/training.json models/release/
+	$(BIN)/fazhi corpus synth --out $(FINDINGS) --count 30 --seed 1 --findings 0.4 --prefix findings
+	$(BIN)/fazhi corpus build $(SOURCES) $(FINDINGS) --out build/corpus-findings
+	$(BIN)/fazhi train --data build/corpus-findings --base-model $(BASE_MODEL) --out build/train-shortcoming \
+	  --epochs 5 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16 --shortcoming-only synthetic/findings_
+	cp build/train-shortcoming/adapter/adapter_* build/train-shortcoming/adapter/fazhi.json \
+	  build/train-shortcoming/adapter/shortcoming_head.safetensors build/train-shortcoming/training.json models/release/shortcoming/
 	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --out $(RELEASE)
 	$(BIN)/fazhi models export-onnx --model $(RELEASE)
+	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --adapter models/release/shortcoming --out $(SHORTCOMING)
+	$(BIN)/fazhi models export-onnx --model $(SHORTCOMING)
 	FAZHI_BACKEND=torch $(BIN)/fazhi evaluate --gold $(SHARED)/gold/dev --model $(RELEASE) > build/release-eval.json
 	$(BIN)/fazhi models card --eval build/release-eval.json --model $(RELEASE)
 

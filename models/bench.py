@@ -5,7 +5,9 @@ repeated to ``n`` paragraphs, sent without outline context as the pipeline has n
 pipeline runs at batch size 1 and 32 and its better figure is the baseline. Quality is the
 category macro-F1 of each path on the gold paragraphs, so the speed-up is checked not to
 cost accuracy. Also timed: one whole report (parse + tag + digest) at 1×, 4× and 16× its
-paragraphs, which should grow linearly.
+paragraphs, which should grow linearly. For a release of two encoders (``shortcoming/``
+inside the model directory) the pipeline side runs both models, so each side passes every
+paragraph through both encoders.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
     from tqdm.auto import tqdm
     from transformers import pipeline
 
+    from models.paired import shortcoming_dir
     from models.registry import resolve
     from training.evaluate import load_gold
 
@@ -95,8 +98,15 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
 
     result["torch_threads"] = torch.get_num_threads()
     _reset_peak()
-    pipe = pipeline("text-classification", model=str(model_dir), device=-1)
+    inner = shortcoming_dir(model_dir)
+    pipes = [pipeline("text-classification", model=str(d), device=-1) for d in [model_dir, *([inner] if inner else [])]]
+    result["encoders"] = len(pipes)
     kw = {"truncation": True, "max_length": 192}
+
+    def pipe(texts: Sequence[str], batch_size: int, **kwargs) -> list[dict]:
+        """The category model's outputs, after every encoder of the release has read the texts."""
+        return [p(texts, batch_size=batch_size, **kwargs) for p in pipes][0]
+
     pipe(base[:8], batch_size=8, **kw)  # warm-up
     result["pipeline_batch1_paragraphs_per_s"] = _rate(lambda t: pipe(t, batch_size=1, **kw), texts)
     steps.update()

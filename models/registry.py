@@ -58,19 +58,27 @@ def resolve(spec: str | Path | None):
 
         return TfidfClassifier.load(path)
     if (path / "config.json").is_file():
-        from models.bert import BertClassifier
+        from models.paired import PairedClassifier, shortcoming_dir
 
-        backend = os.environ.get("FAZHI_BACKEND", "auto")
-        if backend not in ("auto", "onnx", "torch"):
-            raise FazhiError("FAZHI_BACKEND", f"expected auto, onnx or torch, got {backend!r}")
-        if backend != "torch":
-            from models.onnx import load_fast
-
-            fast, why = load_fast(path)
-            if fast is not None:
-                return fast
-            if backend == "onnx":
-                raise FazhiError(str(path), why)
-            sys.stderr.write(f"fazhi: notice: {why}; using torch\n")
-        return BertClassifier.load(path)
+        inner = shortcoming_dir(path)
+        return PairedClassifier(_bert(path), _bert(inner)) if inner else _bert(path)
     raise FazhiError(str(path), "not a model directory (no config.json or tfidf.joblib)")
+
+
+def _bert(path: Path):
+    """A saved BERT model on the backend ``$FAZHI_BACKEND`` asks for (auto: ONNX where exported)."""
+    from models.bert import BertClassifier
+
+    backend = os.environ.get("FAZHI_BACKEND", "auto")
+    if backend not in ("auto", "onnx", "torch"):
+        raise FazhiError("FAZHI_BACKEND", f"expected auto, onnx or torch, got {backend!r}")
+    if backend != "torch":
+        from models.onnx import load_fast
+
+        fast, why = load_fast(path)
+        if fast is not None:
+            return fast
+        if backend == "onnx":
+            raise FazhiError(str(path), why)
+        sys.stderr.write(f"fazhi: notice: {why}; using torch\n")
+    return BertClassifier.load(path)

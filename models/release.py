@@ -15,9 +15,10 @@ from models.bert import BertClassifier, load_shortcoming_head
 ADAPTER_DIR = Path(__file__).resolve().parent / "release"
 
 
-def model_card(meta: dict, base_dir: str) -> str:
+def model_card(meta: dict, base_dir: str, paired: bool = False) -> str:
     """README.md with YAML front-matter for the merged release model; ``meta`` is the adapter's
-    fazhi.json (labels, metrics) with its training.json under ``training``."""
+    fazhi.json (labels, metrics) with its training.json under ``training``; ``paired`` when the
+    release's shortcomings come from a second model in ``shortcoming/``."""
     import datetime
 
     import yaml
@@ -38,11 +39,17 @@ def model_card(meta: dict, base_dir: str) -> str:
         "metrics_command": "FAZHI_BACKEND=torch fazhi evaluate --gold ../shared/gold/dev --model build/release-model",
         "metrics": meta.get("metrics") or {}, "date": datetime.date.today().isoformat(),
     }
+    only = training.get("args", {}).get("shortcoming_only")
+    if only:
+        front["shortcoming_only_documents"] = f"{only}* (synthetic reports with inspection findings) trained the " \
+                                              "shortcoming head alone"
     return ("---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n\n"
             "# fazhi release model\n\nCategory (8 outline areas) and shortcoming classifier for paragraphs of Chinese "
             "rule-of-law government reports. Load the category model with "
             "`AutoModelForSequenceClassification.from_pretrained(dir)` or `pipeline(\"text-classification\", model=dir)`; "
-            "`fazhi classify --model dir` also applies the shortcoming head (`shortcoming_head.safetensors`).\n\n"
+            "`fazhi classify --model dir` also applies the shortcoming head (`shortcoming_head.safetensors`)"
+            + (" of the second model in `shortcoming/`, which fazhi loads with it; the metrics are the pair's"
+               if paired else "") + ".\n\n"
             f"Validation split during training: {training.get('history', [{}])[-1].get('validation')}\n")
 
 
@@ -81,7 +88,8 @@ def write_card(model_dir: Path, adapter_dir: Path, base_dir: str) -> Path:
     """(Re)write ``model_dir/README.md`` from the adapter's fazhi.json (labels, metrics) and training.json."""
     meta = {**json.loads((adapter_dir / "fazhi.json").read_text()), "training": read_training(adapter_dir)}
     card = model_dir / "README.md"
-    card.write_text(model_card(meta, base_dir), encoding="utf-8")
+    paired = (adapter_dir / "shortcoming" / "adapter_config.json").is_file()
+    card.write_text(model_card(meta, base_dir, paired), encoding="utf-8")
     return card
 
 

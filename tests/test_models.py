@@ -206,6 +206,33 @@ def test_empty_training_data(tmp_path):
     assert result.returncode == 2 and "train split is empty" in result.stderr
 
 
+@pytest.mark.slow
+def test_a_shortcoming_model_inside_a_model_directory_gives_the_flags(tiny_model, tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from models.bench import run_bench
+    from models.bert import SC_HEAD
+    from models.paired import PairedClassifier
+
+    monkeypatch.setenv("FAZHI_BACKEND", "torch")
+    single = load_classifier(str(tiny_model[0])).predict(TEXTS)
+    pair_dir = tmp_path / "pair"
+    shutil.copytree(tiny_model[0], pair_dir)
+    inner = pair_dir / "shortcoming"
+    shutil.copytree(tiny_model[0], inner)
+    head = load_file(inner / SC_HEAD)
+    head["score.bias"] += 100.0  # the inner model flags every paragraph
+    save_file(head, inner / SC_HEAD)
+    pair = load_classifier(str(pair_dir))
+    assert isinstance(pair, PairedClassifier) and pair.labels == load_classifier(str(tiny_model[0])).labels
+    preds = pair.predict(TEXTS)
+    assert [(p.category, p.scores) for p in preds] == [(p.category, p.scores) for p in single]
+    assert all(p.shortcoming and p.shortcoming_score == 1.0 for p in preds)
+    assert not all(p.shortcoming for p in single)
+    # the pipeline side of the benchmark reads both encoders too
+    assert run_bench(pair_dir, [SAMPLE], GOLD_DIR, n=8, progress=False)["encoders"] == 2
+
+
 def test_release_model_tags_the_sample_report():
     """The model `make setup` builds: loads with the HF pipeline and tags a whole report."""
     from models.registry import default_model_dir
