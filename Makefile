@@ -15,6 +15,8 @@ SOURCES    := corpora/synthetic/reports $(CORPORA)
 
 SHORTCOMING := $(RELEASE)/shortcoming
 FINDINGS   := build/findings/synthetic
+# the release recipe, shared by both adapters
+TRAIN_ARGS := --base-model $(BASE_MODEL) --epochs 5 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16
 
 setup: $(STAMP) $(RELEASE)/config.json $(RELEASE)/onnx/export.json $(SHORTCOMING)/onnx/export.json build/tfidf/tfidf.joblib
 
@@ -75,20 +77,17 @@ bench-api: setup
 # categories from the silver corpus; shortcomings from it plus reports with inspection findings, which train that head alone
 release-model: setup $(BASE_MODEL)/config.json
 	$(BIN)/fazhi corpus build $(SOURCES) --out build/corpus
-	$(BIN)/fazhi train --data build/corpus --base-model $(BASE_MODEL) --out build/train-release \
-	  --epochs 5 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16
+	$(BIN)/fazhi train --data build/corpus --out build/train-release $(TRAIN_ARGS)
 	cp build/train-release/adapter/adapter_* build/train-release/adapter/fazhi.json build/train-release/adapter/shortcoming_head.safetensors \
 	  build/train-release/training.json models/release/
 	$(BIN)/fazhi corpus synth --out $(FINDINGS) --count 30 --seed 1 --findings 0.4 --prefix findings
 	$(BIN)/fazhi corpus build corpora/synthetic/reports $(FINDINGS) $(CORPORA) --out build/corpus-findings
-	$(BIN)/fazhi train --data build/corpus-findings --base-model $(BASE_MODEL) --out build/train-shortcoming \
-	  --epochs 5 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16 --shortcoming-only synthetic/findings_
+	$(BIN)/fazhi train --data build/corpus-findings --out build/train-shortcoming $(TRAIN_ARGS) \
+	  --shortcoming-only synthetic/findings_
 	cp build/train-shortcoming/adapter/adapter_* build/train-shortcoming/adapter/fazhi.json \
 	  build/train-shortcoming/adapter/shortcoming_head.safetensors build/train-shortcoming/training.json models/release/shortcoming/
-	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --out $(RELEASE)
-	$(BIN)/fazhi models export-onnx --model $(RELEASE)
-	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --adapter models/release/shortcoming --out $(SHORTCOMING)
-	$(BIN)/fazhi models export-onnx --model $(SHORTCOMING)
+	# the new adapters are newer than the merged models: their merge and export rules run again
+	$(MAKE) $(RELEASE)/onnx/export.json $(SHORTCOMING)/onnx/export.json
 	FAZHI_BACKEND=torch $(BIN)/fazhi evaluate --gold $(SHARED)/gold/dev --model $(RELEASE) > build/release-eval.json
 	$(BIN)/fazhi models card --eval build/release-eval.json --model $(RELEASE)
 

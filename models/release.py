@@ -11,6 +11,7 @@ import torch
 
 from fazhi.errors import FazhiError
 from models.bert import BertClassifier, load_shortcoming_head
+from models.paired import SHORTCOMING_DIR
 
 ADAPTER_DIR = Path(__file__).resolve().parent / "release"
 
@@ -88,7 +89,7 @@ def write_card(model_dir: Path, adapter_dir: Path, base_dir: str) -> Path:
     """(Re)write ``model_dir/README.md`` from the adapter's fazhi.json (labels, metrics) and training.json."""
     meta = {**json.loads((adapter_dir / "fazhi.json").read_text()), "training": read_training(adapter_dir)}
     card = model_dir / "README.md"
-    paired = (adapter_dir / "shortcoming" / "adapter_config.json").is_file()
+    paired = (adapter_dir / SHORTCOMING_DIR / "adapter_config.json").is_file()
     card.write_text(model_card(meta, base_dir, paired), encoding="utf-8")
     return card
 
