@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from corpora import read_document
 from corpora.distant import corpus_examples
+from corpora.gold import human_examples, is_gold_file
 from corpora.labelling import contexts_for_document, label
 from corpora.reader import SUPPORTED, iter_jsonl
 from corpora.taxonomy import Taxonomy
@@ -31,7 +32,8 @@ def report_examples(path: Path, tax: Taxonomy, origin: str) -> Iterator[dict]:
 
 
 def _sources(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
-    """Expand directories into (kind, file) pairs: 'report' or 'corpus' (JSONL)."""
+    """Expand directories into (kind, file) pairs: 'report', 'gold' (human-labelled JSONL in
+    the gold format) or 'corpus' (any other JSONL)."""
     out = []
     for src in map(Path, paths):
         if not src.exists():
@@ -39,7 +41,7 @@ def _sources(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
         files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
         for f in files:
             if f.suffix.lower() == ".jsonl":
-                out.append(("corpus", f))
+                out.append(("gold" if is_gold_file(f) else "corpus", f))
             elif f.suffix.lower() in SUPPORTED and f.name not in ("SOURCE.md", "README.md"):
                 out.append(("report", f))
     if not out:
@@ -48,11 +50,14 @@ def _sources(paths: Iterable[str | Path]) -> list[tuple[str, Path]]:
 
 
 def collect(paths: Iterable[str | Path], tax: Taxonomy, progress: bool = True) -> list[dict]:
-    """Labelled examples from every source, with ``doc_id`` set per document."""
+    """Labelled examples from every source, with ``doc_id`` set per document: silver labels
+    for reports and corpora, the file's own for gold files (``label_source`` ``human:<folder>``)."""
     rows: list[dict] = []
     sources = _sources(paths)
     for kind, path in tqdm(sources, desc="labelling", unit="file", disable=not progress):
-        if kind == "report":
+        if kind == "gold":
+            rows += [{**row, "doc_id": f"human/{path.stem}"} for row in human_examples(path, path.parent.name)]
+        elif kind == "report":
             origin = "synthetic" if "synthetic" in path.parts else "report"
             for row in report_examples(path, tax, origin):
                 rows.append({**row, "doc_id": f"{origin}/{path.stem}"})
@@ -80,18 +85,43 @@ def split_by_document(rows: list[dict], validation: float = 0.15, seed: int = 13
     return train, val
 
 
+def features():
+    """The corpus schema, stated so that an empty split saves and loads like a full one."""
+    from datasets import Features, List, Value
+
+    return Features({"text": Value("string"), "category": Value("string"), "shortcoming": Value("bool"),
+                     "confidence": Value("float64"), "doc_id": Value("string"),
+                     "heading_path": List(Value("string")), "kind": Value("string"),
+                     "label_source": Value("string")})
+
+
 def build(paths: Iterable[str | Path], out: str | Path, tax: Taxonomy, validation: float = 0.15,
-          seed: int = 13, progress: bool = True):
-    """Label every source, split by document and save a DatasetDict to ``out``."""
+          seed: int = 13, progress: bool = True, validation_sources: Iterable[str | Path] = ()):
+    """Label every source and save a DatasetDict to ``out``.
+
+    Without ``validation_sources`` the documents are split by a hash of their id (a share
+    ``validation`` in validation); with them, every row of ``paths`` trains and the
+    validation split is exactly ``validation_sources`` (e.g. a human-labelled dev set).
+    """
     from datasets import Dataset, DatasetDict
 
     rows = collect(paths, tax, progress=progress)
     if not rows:
         raise FazhiError(", ".join(map(str, paths)), "no labelled examples could be made from these sources")
-    train, val = split_by_document(rows, validation, seed)
+    validation_sources = list(validation_sources)
+    if validation_sources:
+        train, val = rows, collect(validation_sources, tax, progress=progress)
+        shared = {r["doc_id"] for r in train} & {r["doc_id"] for r in val}
+        if shared:
+            raise FazhiError(", ".join(map(str, validation_sources)),
+                             f"{len(shared)} documents are also training sources (e.g. {sorted(shared)[0]})")
+    else:
+        train, val = split_by_document(rows, validation, seed)
     columns = lambda rs: {c: [r[c] for r in rs] for c in COLUMNS}  # noqa: E731
-    dd = DatasetDict({"train": Dataset.from_dict(columns(train)), "validation": Dataset.from_dict(columns(val))})
-    dd.save_to_disk(str(out))
+    dd = DatasetDict({"train": Dataset.from_dict(columns(train), features=features()),
+                      "validation": Dataset.from_dict(columns(val), features=features())})
+    # one shard per split: datasets writes no shard for an empty split and then cannot reload it
+    dd.save_to_disk(str(out), num_shards={split: 1 for split in dd})
     return dd
 
 

@@ -82,17 +82,23 @@ app.add_typer(corpus_app, name="corpus")
 @corpus_app.command("build")
 @user_errors
 def corpus_build(
-    sources: list[Path] = typer.Argument(..., help="Report files/folders and JSONL corpora"),
+    sources: list[Path] = typer.Argument(..., help="Report files/folders, JSONL corpora and gold-format files "
+                                                   "(human labels, e.g. ../shared/corpora/annotated/train)"),
     out: Path = typer.Option(..., "--out", help="Directory for the DatasetDict"),
     scheme: Optional[Path] = typer.Option(None, help="Label scheme YAML (default: the project's)"),
     validation: float = typer.Option(0.15, help="Share of documents in the validation split"),
+    validation_sources: list[Path] = typer.Option(
+        [], "--validation-sources", help="The validation split is exactly these sources (e.g. "
+                                         "../shared/corpora/annotated/dev); every row of SOURCES then trains"),
     seed: int = typer.Option(13),
 ) -> None:
-    """Label paragraphs with the labelling functions and save train/validation (split by document)."""
+    """Label paragraphs (silver labels from the labelling functions, human labels from gold-format files)
+    and save train/validation, split by document."""
     from corpora.dataset import build
     from corpora.taxonomy import load_taxonomy
 
-    dd = build(sources, out, load_taxonomy(scheme), validation=validation, seed=seed)
+    dd = build(sources, out, load_taxonomy(scheme), validation=validation, seed=seed,
+               validation_sources=validation_sources)
     typer.echo(f"saved {out}: train {len(dd['train'])} paragraphs, validation {len(dd['validation'])}", err=True)
 
 
@@ -140,13 +146,17 @@ def corpus_stats(path: Path = typer.Argument(...), json_out: bool = typer.Option
 def evaluate(
     gold: Path = typer.Option(..., "--gold", help="Directory of gold *.jsonl files"),
     model: ModelName = "bert",
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write tables and confusion-matrix PNGs here"),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write report.md, confusion matrices and "
+                                                                 "reliability diagrams (PNG) here"),
+    bootstrap: int = typer.Option(0, "--bootstrap", help="Add 95%% intervals from this many resamples of documents"),
+    errors: bool = typer.Option(False, "--errors", help="List every wrong line (file, line, block, gold, predicted, "
+                                                        "score, text)"),
 ) -> None:
-    """Score a model on gold files: JSON with `paragraph` and `document` blocks."""
+    """Score a model on gold files: JSON with `paragraph` and `document` blocks (F1, accuracy, ECE of both heads)."""
     from models.base import load_classifier
     from training.evaluate import evaluate as run, write_report
 
-    result = run(load_classifier(model), gold)
+    result = run(load_classifier(model), gold, bootstrap_samples=bootstrap, errors=errors)
     if report:
         result["report_files"] = [str(p) for p in write_report(result, report)]
     emit_json(result)
@@ -180,42 +190,26 @@ def classify(
         sys.stdout.write(json.dumps({"text": text, **pred.to_dict()}, ensure_ascii=False) + "\n")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+             add_help_option=False)
 @user_errors
-def train(
-    data: Path = typer.Option(..., "--data", help="Corpus directory from `fazhi corpus build`"),
-    out: Path = typer.Option(..., "--out", help="Output model directory"),
-    base_model: Optional[Path] = typer.Option(None, "--base-model", help="Any local Hugging Face BERT-family checkpoint"),
-    model_type: str = typer.Option("bert", "--model-type", help="bert (needs --base-model) or tfidf"),
-    epochs: int = typer.Option(4),
-    batch_size: int = typer.Option(32),
-    lr: float = typer.Option(3e-4, help="Learning rate (3e-4 suits LoRA, 3e-5 full fine-tuning)"),
-    max_length: int = typer.Option(192, help="Tokens per input"),
-    lora_r: int = typer.Option(16, help="LoRA rank; 0 fine-tunes every weight"),
-    drop_context: float = typer.Option(0.5, min=0.0, max=1.0,
-                                       help="Share of training inputs sent without their heading path"),
-    time_budget: Optional[float] = typer.Option(None, help="Stop training after this many seconds"),
-    max_examples: Optional[int] = typer.Option(None, help="Train on a random subset of this size"),
-    exclude_sources: Optional[str] = typer.Option(None, help="Leave out examples whose label_source starts so"),
-    shortcoming_only: Optional[str] = typer.Option(
-        None, help="Examples of documents whose doc_id starts so train the shortcoming head alone"),
-    seed: int = typer.Option(13),
-) -> None:
-    """Fine-tune a category head and a shortcoming head on a BERT-family encoder (or fit the TF-IDF baseline)."""
-    from training.train import TrainArgs, train as run, train_tfidf
+def train(ctx: typer.Context) -> None:
+    """Fine-tune a category head and a shortcoming head on a BERT-family encoder (or fit the TF-IDF baseline).
 
-    check_choice("--model-type", model_type, ("bert", "tfidf"))
-    if model_type == "tfidf":
-        typer.echo(json.dumps(train_tfidf(data, out, exclude_sources, shortcoming_only)), err=True)
-        return
-    if base_model is None:
-        fail("--base-model is required for --model-type bert")
-    summary = run(TrainArgs(data=str(data), base_model=str(base_model), out=str(out), epochs=epochs,
-                            batch_size=batch_size, lr=lr, max_length=max_length, lora_r=lora_r,
-                            drop_context=drop_context, time_budget=time_budget, max_examples=max_examples,
-                            exclude_sources=exclude_sources, shortcoming_only=shortcoming_only, seed=seed))
-    typer.echo(json.dumps({k: summary[k] for k in ("train_examples", "best_validation_score", "train_seconds",
-                                                     "train_paragraphs_per_s", "device")}), err=True)
+    Options (`fazhi train --help` lists them) are the fields of training.train.TrainArgs.
+    """
+    from transformers import HfArgumentParser
+
+    from training.train import TrainArgs, run
+
+    parser = HfArgumentParser(TrainArgs, prog="fazhi train", description=train.__doc__.split("\n")[0])
+    try:
+        (args,) = parser.parse_args_into_dataclasses(ctx.args, look_for_args_file=False)
+    except SystemExit as stop:  # argparse has printed usage and the one-line error
+        raise typer.Exit(EXIT_BAD_INPUT if stop.code else 0) from None
+    summary = run(args)
+    keys = ("train_examples", "best_validation_score", "train_seconds", "train_paragraphs_per_s", "device")
+    typer.echo(json.dumps({k: summary[k] for k in keys if k in summary}), err=True)
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Base encoders and the release model.")
@@ -233,6 +227,19 @@ def models_merge(
     from models.release import ADAPTER_DIR, merge_adapter
 
     typer.echo(f"wrote {merge_adapter(base_model, adapter or ADAPTER_DIR, out)}", err=True)
+
+
+@models_app.command("calibrate")
+@user_errors
+def models_calibrate(
+    model: Path = typer.Option(..., "--model", help="A saved BERT model directory"),
+    gold: Path = typer.Option(..., "--gold", help="Human-labelled dev gold files (never the training data)"),
+    adapter: list[Path] = typer.Option([], "--adapter", help="Also store the calibration in this adapter's fazhi.json"),
+) -> None:
+    """Fit one temperature per head and the shortcoming threshold on gold files; store them in the model."""
+    from training.calibrate import calibrate
+
+    emit_json(calibrate(model, gold, adapter))
 
 
 @models_app.command("card")

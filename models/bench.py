@@ -57,7 +57,7 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
 
     from models.paired import shortcoming_dir
     from models.registry import resolve
-    from training.evaluate import load_gold
+    from corpora.gold import load_gold
 
     model_dir = Path(model_dir)
     docs = [parse_text(read_text(r)) for r in reports]

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
 
 from fazhi.errors import FazhiError
 from models.base import HeadingPaths, Prediction, check_inputs
+from models.calibration import Calibration
 
 CONTEXT_SEP = " ｜ "
 SC_HEAD = "shortcoming_head.safetensors"
@@ -32,25 +34,50 @@ def with_context(text: str, heading_path: Sequence[str] | None) -> str:
 
 
 class ShortcomingHead(nn.Module):
-    """Scores every token for evidence of an admitted shortcoming; a paragraph scores as its
-    strongest token.
+    """Scores every token of the paragraph for evidence of an admitted shortcoming; a
+    paragraph scores as its strongest token.
 
     A paragraph states a shortcoming when any one of its sentences does, wherever it sits, so
-    its score is the strongest local evidence rather than a summary of the whole paragraph. The
+    its score is the strongest local evidence rather than a summary of the whole paragraph.
+    Only the paragraph's own tokens compete for that maximum, never its headings': a heading
+    that names problems ("存在的问题") must not flag the achievements listed under it. The
+    context still reaches the paragraph's tokens through attention. ``sep_id`` is the token id
+    of the context separator (-1: every token competes, as heads saved before it did). The
     token scores are not word attributions: the last layer mixes the whole paragraph into every
     token, so on a paragraph the head rejects they are nearly flat.
     """
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, sep_id: int = -1):
         super().__init__()
         self.score = nn.Linear(hidden, 1)
+        self.register_buffer("sep_id", torch.tensor(sep_id, dtype=torch.long))
 
-    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Token states (b, tokens, hidden) and mask (b, tokens) → logits (b, 2) = ``[0, best token
-        score]``, so that the softmax's second column is the sigmoid of the best token's score."""
-        token = self.score(states).squeeze(-1).masked_fill(attention_mask == 0, -1e4)
+    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor,
+                input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token states (b, tokens, hidden), mask and ids (b, tokens) → logits (b, 2) = ``[0, best
+        token score]``, so that the softmax's second column is the sigmoid of the best token's score."""
+        # float arithmetic, not boolean where(): ONNX Runtime's CPU kernels have no boolean Where
+        mask = attention_mask.float()
+        if input_ids is not None:
+            sep = (input_ids == self.sep_id).float()
+            after = (sep.cumsum(-1) > 0).float() * (1 - sep)  # the paragraph: tokens after the first separator
+            has = sep.amax(-1, keepdim=True)
+            mask = mask * (has * after + (1 - has))
+        token = self.score(states).squeeze(-1).masked_fill(mask == 0, -1e4)
         best = token.max(dim=-1).values
         return torch.stack([torch.zeros_like(best), best], dim=-1)
+
+
+def context_sep_id(tokenizer) -> int:
+    """The token id the tokenizer gives the context separator's bar (-1 where it has none of its own)."""
+    import unicodedata
+
+    bar = CONTEXT_SEP.strip()
+    forms = {bar, unicodedata.normalize("NFKC", bar)}  # tokenizers that normalize see "｜" as "|"
+    for i in tokenizer(CONTEXT_SEP, add_special_tokens=False)["input_ids"]:
+        if i != tokenizer.unk_token_id and any(f in tokenizer.convert_ids_to_tokens(i) for f in forms):
+            return int(i)
+    return -1
 
 
 def load_shortcoming_head(directory: str | Path) -> ShortcomingHead:
@@ -59,8 +86,8 @@ def load_shortcoming_head(directory: str | Path) -> ShortcomingHead:
     state = load_file(str(path))
     if "score.weight" not in state:
         raise FazhiError(str(path), "a shortcoming head of an older format (one pooled vector); retrain the model")
-    head = ShortcomingHead(state["score.weight"].shape[1])
-    head.load_state_dict(state)
+    head = ShortcomingHead(state["score.weight"].shape[1], int(state.get("sep_id", torch.tensor(-1))))
+    head.load_state_dict({**head.state_dict(), **state})
     return head
 
 
@@ -68,24 +95,34 @@ def save_shortcoming_head(head: ShortcomingHead, directory: str | Path) -> None:
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(Path(directory) / SC_HEAD))
 
 
-class TwoHeads(nn.Module):
-    """Wraps a sequence-classification model (plain or with LoRA): its category head reads the
-    pooled output, the shortcoming head every token state."""
+class TwoHeads(PreTrainedModel):
+    """A sequence-classification model of any architecture (BERT, RoBERTa, XLM-R; plain or with
+    LoRA) with a second head: its own head gives the category logits, the shortcoming head
+    reads the last layer's token states.
 
-    def __init__(self, clf: nn.Module, hidden: int, shortcoming: ShortcomingHead | None = None):
-        super().__init__()
+    Only the model's public outputs are used (``logits``, ``hidden_states``), so no
+    architecture's inner attribute names are assumed. Training and export wrap the model in
+    it; the saved directory stays the stock classification model plus
+    ``shortcoming_head.safetensors``.
+    """
+
+    config_class = PretrainedConfig
+    # attention is the wrapped model's: whatever it was loaded with, the wrapper accepts
+    _supports_sdpa = _supports_flash_attn = _supports_flex_attn = _supports_attention_backend = True
+
+    def __init__(self, clf: nn.Module, shortcoming: ShortcomingHead | None = None):
+        super().__init__(clf.config)
         self.clf = clf
-        self.shortcoming = shortcoming if shortcoming is not None else ShortcomingHead(hidden)
+        self.shortcoming = shortcoming if shortcoming is not None else ShortcomingHead(clf.config.hidden_size)
+        self.dropout = nn.Dropout(getattr(clf.config, "hidden_dropout_prob", 0.1))
 
-    def _inner(self):
-        model = self.clf
-        return model.base_model.model if hasattr(model, "peft_config") else model
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        inner = self._inner()
-        out = inner.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        pooled = inner.dropout(out.pooler_output)
-        return inner.classifier(pooled), self.shortcoming(inner.dropout(out.last_hidden_state), attention_mask)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ids, mask (and segment ids) (b, tokens) → category logits (b, K), shortcoming logits (b, 2)."""
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.clf(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **extra)
+        states = self.dropout(out.hidden_states[-1])
+        return out.logits, self.shortcoming(states, attention_mask, input_ids)
 
 
 class BertClassifier:
@@ -94,11 +131,13 @@ class BertClassifier:
     name = "bert"
     backend = "torch"
 
-    def __init__(self, model, tokenizer, shortcoming: ShortcomingHead, max_length: int = 256, name: str = "bert"):
+    def __init__(self, model, tokenizer, shortcoming: ShortcomingHead, max_length: int = 256, name: str = "bert",
+                 calibration: Calibration | None = None):
+        self.calibration = calibration or Calibration()
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.shortcoming = shortcoming.eval()
-        self.heads = TwoHeads(model, model.config.hidden_size, self.shortcoming)
+        self.heads = TwoHeads(model, self.shortcoming).eval()
         self.max_length = max_length
         self.name = name
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -119,7 +158,8 @@ class BertClassifier:
             raise FazhiError(str(path), f"cannot load the model: {str(err).splitlines()[0]}") from None
         head = load_shortcoming_head(path)
         meta = json.loads((path / "fazhi.json").read_text()) if (path / "fazhi.json").is_file() else {}
-        return cls(model, tokenizer, head, meta.get("max_length", 256), name=meta.get("name", path.name))
+        return cls(model, tokenizer, head, meta.get("max_length", 256), name=meta.get("name", path.name),
+                   calibration=Calibration.from_meta(meta))
 
     def save(self, out: str | Path, meta: dict | None = None) -> Path:
         out = Path(out)
@@ -128,7 +168,8 @@ class BertClassifier:
         self.tokenizer.save_pretrained(out)
         save_shortcoming_head(self.shortcoming, out)
         (out / "fazhi.json").write_text(json.dumps({"type": "bert", "name": self.name, "max_length": self.max_length,
-                                                    **(meta or {})}, ensure_ascii=False, indent=2))
+                                                    "calibration": self.calibration.to_dict(), **(meta or {})},
+                                                   ensure_ascii=False, indent=2))
         return out
 
     @torch.inference_mode()
@@ -167,7 +208,8 @@ class BertClassifier:
         if not inputs:
             return []
         cat, sc = self.logits(inputs, batch_size)
-        return predictions(softmax(cat), softmax(sc)[:, 1], self.labels)
+        return predictions(*self.calibration.probabilities(cat, sc), self.labels,
+                           self.calibration.shortcoming_threshold)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, spread: float = 1.3,
@@ -197,10 +239,13 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def predictions(cat_probs: np.ndarray, sc_probs: np.ndarray, labels: list[str]) -> list[Prediction]:
-    """Turn probability arrays (n, K) and (n,) into :class:`Prediction` objects."""
+def predictions(cat_probs: np.ndarray, sc_probs: np.ndarray, labels: list[str],
+                threshold: float = 0.5) -> list[Prediction]:
+    """Turn probability arrays (n, K) and (n,) into :class:`Prediction` objects; a paragraph
+    is a shortcoming when its probability is ≥ ``threshold``."""
     out = []
     for row, s in zip(cat_probs.tolist(), sc_probs.tolist()):
         best = max(range(len(row)), key=row.__getitem__)
-        out.append(Prediction(labels[best], {l: round(p, 4) for l, p in zip(labels, row)}, s >= 0.5, round(s, 4)))
+        out.append(Prediction(labels[best], {l: round(p, 4) for l, p in zip(labels, row)}, s >= threshold,
+                              round(s, 4)))
     return out

@@ -20,6 +20,7 @@ import numpy as np
 
 from fazhi.errors import FazhiError
 from models.bert import SC_HEAD, BertClassifier, TwoHeads, softmax
+from models.calibration import Calibration
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -118,7 +119,7 @@ def export_onnx(model_dir: str | Path, quantize: str = "smooth") -> Path:
     clf.model.set_attn_implementation("eager")
     out = model_dir / ONNX_DIR
     out.mkdir(exist_ok=True)
-    heads = TwoHeads(clf.model, clf.model.config.hidden_size, clf.shortcoming).eval()
+    heads = TwoHeads(clf.model, clf.shortcoming).eval()
     enc = clf.tokenizer(["依法行政", "建设法治政府，推进严格规范公正文明执法"], padding=True, return_tensors="pt")
     args = (enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])))
     names = ["input_ids", "attention_mask", "token_type_ids"]
@@ -162,10 +163,12 @@ def top_two_gap(logits: np.ndarray) -> np.ndarray:
     return top[:, -1] - top[:, -2]
 
 
-def near_boundary(cat: np.ndarray, sc: np.ndarray, margin: float = RESCORE_MARGIN) -> np.ndarray:
-    """Rows (n,) whose category logits (n, K) or shortcoming logits (n, 2) give top-two
-    probabilities less than ``margin`` apart."""
-    return (top_two_gap(cat) < margin) | (top_two_gap(sc) < margin)
+def near_boundary(cat: np.ndarray, sc: np.ndarray, margin: float = RESCORE_MARGIN,
+                  sc_threshold: float = 0.5) -> np.ndarray:
+    """Rows (n,) whose category logits (n, K) give top-two probabilities less than ``margin``
+    apart, or whose shortcoming logits (n, 2) give a probability within ``margin / 2`` of
+    ``sc_threshold`` (both uncalibrated; at 0.5 the same top-two gap)."""
+    return (top_two_gap(cat) < margin) | (np.abs(softmax(sc)[:, 1] - sc_threshold) < margin / 2)
 
 
 class OnnxClassifier(BertClassifier):
@@ -175,7 +178,9 @@ class OnnxClassifier(BertClassifier):
     near a decision boundary (:func:`near_boundary`) are run again in float32.
     """
 
-    def __init__(self, session, tokenizer, labels: list[str], max_length: int, name: str, file: str, exact=None):
+    def __init__(self, session, tokenizer, labels: list[str], max_length: int, name: str, file: str, exact=None,
+                 calibration: Calibration | None = None):
+        self.calibration = calibration or Calibration()
         self.session = session
         self.exact = exact
         self.margin = RESCORE_MARGIN
@@ -194,7 +199,7 @@ class OnnxClassifier(BertClassifier):
     def logits(self, inputs: list[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         cat, sc = super().logits(inputs, batch_size)
         if self.exact is not None:
-            near = np.flatnonzero(near_boundary(cat, sc, self.margin))
+            near = np.flatnonzero(near_boundary(cat, sc, self.margin, self.calibration.raw_threshold()))
             for idx, enc in self.encode_batches([inputs[i] for i in near], batch_size):
                 cat[near[idx]], sc[near[idx]] = self.forward(enc, self.exact)
         return cat, sc
@@ -233,4 +238,4 @@ def load_fast(model_dir: str | Path, prefer_int8: bool = True,
     meta = json.loads((model_dir / "fazhi.json").read_text()) if (model_dir / "fazhi.json").is_file() else {}
     labels = [config.id2label[i] for i in range(config.num_labels)]
     return OnnxClassifier(session, tokenizer, labels, meta.get("max_length", 256), meta.get("name", model_dir.name),
-                          file, exact), ""
+                          file, exact, Calibration.from_meta(meta)), ""

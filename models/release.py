@@ -11,6 +11,7 @@ import torch
 
 from fazhi.errors import FazhiError
 from models.bert import BertClassifier, load_shortcoming_head
+from models.calibration import Calibration
 from models.paired import SHORTCOMING_DIR
 
 ADAPTER_DIR = Path(__file__).resolve().parent / "release"
@@ -72,7 +73,8 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, o
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     head = load_shortcoming_head(adapter_dir)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    out = BertClassifier(merged, tokenizer, head, meta.get("max_length", 192), name="fazhi-e5-small-lora").save(
+    out = BertClassifier(merged, tokenizer, head, meta.get("max_length", 192), name="fazhi-e5-small-lora",
+                         calibration=Calibration.from_meta(meta)).save(
         out_dir, {"adapter": str(adapter_dir), "base_model": str(base_dir),
                   "training": read_training(adapter_dir)})
     write_card(out, adapter_dir, str(base_dir))

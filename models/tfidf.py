@@ -33,20 +33,24 @@ class TfidfClassifier:
         self.labels = labels or []
 
     def fit(self, texts: Sequence[str], categories: Sequence[str | None], shortcomings: Sequence[bool],
-            heading_paths: HeadingPaths = None, drop_context: float = 0.5, seed: int = 13) -> "TfidfClassifier":
+            heading_paths: HeadingPaths = None, drop_context: float = 0.5, seed: int = 13,
+            sample_weight: Sequence[float] | None = None) -> "TfidfClassifier":
         """Fit on paragraphs; the heading context is dropped at random so that bare paragraphs work too.
-        A paragraph whose category is None fits the shortcoming model alone."""
+        A paragraph whose category is None fits the shortcoming model alone; ``sample_weight``
+        (one per paragraph, default 1) weighs each paragraph's loss."""
         rng = random.Random(seed)
         paths = check_inputs(texts, heading_paths)
         docs = [join_context(t, None if rng.random() < drop_context else p) for t, p in zip(texts, paths)]
         vec = dict(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True, max_features=200000)
         self.category_model = make_pipeline(TfidfVectorizer(**vec), LogisticRegression(
             C=10.0, max_iter=2000, class_weight="balanced", random_state=seed))
+        weight = np.ones(len(docs)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
         known = [i for i, c in enumerate(categories) if c is not None]
-        self.category_model.fit([docs[i] for i in known], [categories[i] for i in known])
+        self.category_model.fit([docs[i] for i in known], [categories[i] for i in known],
+                                logisticregression__sample_weight=weight[known])
         self.shortcoming_model = make_pipeline(TfidfVectorizer(**vec), LogisticRegression(
             C=10.0, max_iter=2000, class_weight="balanced", random_state=seed))
-        self.shortcoming_model.fit(docs, [bool(s) for s in shortcomings])
+        self.shortcoming_model.fit(docs, [bool(s) for s in shortcomings], logisticregression__sample_weight=weight)
         self.labels = list(self.category_model.classes_)
         return self
 

@@ -91,5 +91,5 @@ def tiny_model(corpus, tiny_base, tmp_path_factory):
     data = out.parent / "dd"
     corpus.save_to_disk(str(data))
     summary = train(TrainArgs(data=str(data), base_model=str(tiny_base), out=str(out), epochs=10, batch_size=16,
-                              lr=1e-2, max_length=64, lora_r=4, patience=10), progress=False)
+                              lr=1e-2, max_length=64, lora_r=4, patience=10, progress=False))
     return out, summary

@@ -4,99 +4,186 @@ Two blocks: ``paragraph`` (each gold body line classified from its text alone, a
 an API caller sends it) and ``document`` (each gold file joined back into its
 report, parsed, classified with its outline, and aligned back to the gold lines).
 Gold body lines the parser does not keep as paragraphs count as misses.
+
+Each block also gives the expected calibration error of both heads, and, with
+``bootstrap``, 95% intervals from resampling whole documents: a set of a few dozen
+lines moves by several points when one line changes, and the intervals say so.
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
+import random
 from pathlib import Path
 
+import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from corpora import parse_text
+from corpora.gold import align, load_gold
 from fazhi.errors import FazhiError
 from models.base import Classifier, document_inputs
 from models.digest import build_digest
 
-
-def load_gold(gold_dir: str | Path) -> dict[str, list[dict]]:
-    """Gold rows per document, in line order."""
-    gold_dir = Path(gold_dir)
-    files = sorted(gold_dir.glob("*.jsonl")) if gold_dir.is_dir() else []
-    if not files:
-        raise FazhiError(str(gold_dir), "no gold *.jsonl files found")
-    docs = defaultdict(list)
-    for f in files:
-        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines()):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                docs[f.stem].append({k: row[k] for k in ("i", "text", "kind", "category", "shortcoming")})
-            except (json.JSONDecodeError, KeyError) as err:
-                raise FazhiError(f"{f}:{n + 1}", f"not a gold line ({err})") from None
-    for rows in docs.values():
-        rows.sort(key=lambda r: r["i"])
-    return dict(docs)
+BLOCKS = ("paragraph", "document")
+ECE_BINS = 15
+NOT_A_PARAGRAPH = "(not a paragraph)"
+INTERVAL_KEYS = ("category_macro_f1", "category_accuracy", "shortcoming_f1", "category_ece", "shortcoming_ece")
 
 
-def scores(gold_cat, pred_cat, gold_sc, pred_sc) -> dict:
-    """Category macro-F1 (over the categories present in gold), accuracy, shortcoming F1, per-category table."""
+def ece(confidence: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: over equal-width confidence bins of [0, 1], the
+    size-weighted mean gap between the mean confidence (n,) and the mean outcome (n,) (0/1).
+
+    For the category head the confidence is the predicted category's probability and the
+    outcome whether it is right; for the shortcoming head, the shortcoming probability and
+    whether the line is a shortcoming.
+    """
+    confidence, outcome = np.asarray(confidence, float), np.asarray(outcome, float)
+    if not len(confidence):
+        return 0.0
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = sum(abs(confidence[which == b].mean() - outcome[which == b].mean()) * (which == b).sum()
+              for b in range(bins) if (which == b).any())
+    return float(gap / len(confidence))
+
+
+def reliability(confidence: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per non-empty bin: its range, count, mean confidence and mean outcome (for the diagram)."""
+    confidence, outcome = np.asarray(confidence, float), np.asarray(outcome, float)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    return [{"low": b / bins, "high": (b + 1) / bins, "n": int((which == b).sum()),
+             "confidence": round(float(confidence[which == b].mean()), 4),
+             "outcome": round(float(outcome[which == b].mean()), 4)} for b in range(bins) if (which == b).any()]
+
+
+def _heads(lines: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(confidence, outcome) arrays of both heads over scored lines."""
+    return {"category": (np.array([l["score"] for l in lines]),
+                         np.array([l["category"] == l["gold_category"] for l in lines])),
+            "shortcoming": (np.array([l["shortcoming_score"] for l in lines]),
+                            np.array([bool(l["gold_shortcoming"]) for l in lines]))}
+
+
+def scores(lines: list[dict], tables: bool = True) -> dict:
+    """Category macro-F1 (over the categories present in gold), accuracy, shortcoming F1, ECE
+    of both heads and (with ``tables``) the per-category table and confusion matrix."""
+    gold_cat = [l["gold_category"] for l in lines]
+    pred_cat = [l["category"] for l in lines]
+    gold_sc = [bool(l["gold_shortcoming"]) for l in lines]
+    pred_sc = [bool(l["shortcoming"]) for l in lines]
     labels = sorted(set(gold_cat))
-    p, r, f, support = precision_recall_fscore_support(gold_cat, pred_cat, labels=labels, zero_division=0)
-    all_labels = sorted(set(gold_cat) | set(pred_cat))
-    return {
-        "n": len(gold_cat),
-        "category_macro_f1": round(float(f1_score(gold_cat, pred_cat, labels=labels, average="macro", zero_division=0)), 4),
+    heads = _heads(lines)
+    out = {
+        "n": len(lines),
+        "category_macro_f1": round(float(f1_score(gold_cat, pred_cat, labels=labels, average="macro",
+                                                  zero_division=0)), 4),
         "category_accuracy": round(float(accuracy_score(gold_cat, pred_cat)), 4),
         "shortcoming_f1": round(float(f1_score(gold_sc, pred_sc, pos_label=True, zero_division=0)), 4),
         "shortcoming_positives": int(sum(gold_sc)),
-        "per_category": {lab: {"precision": round(float(a), 4), "recall": round(float(b), 4), "f1": round(float(c), 4),
-                               "support": int(s)} for lab, a, b, c, s in zip(labels, p, r, f, support)},
-        "confusion": {"labels": all_labels,
-                      "matrix": confusion_matrix(gold_cat, pred_cat, labels=all_labels).tolist()},
+        "category_ece": round(ece(*heads["category"]), 4),
+        "shortcoming_ece": round(ece(*heads["shortcoming"]), 4),
     }
+    if not tables:
+        return out
+    p, r, f, support = precision_recall_fscore_support(gold_cat, pred_cat, labels=labels, zero_division=0)
+    all_labels = sorted(set(gold_cat) | set(pred_cat))
+    out["per_category"] = {lab: {"precision": round(float(a), 4), "recall": round(float(b), 4),
+                                 "f1": round(float(c), 4), "support": int(s)}
+                           for lab, a, b, c, s in zip(labels, p, r, f, support)}
+    out["confusion"] = {"labels": all_labels, "matrix": confusion_matrix(gold_cat, pred_cat, labels=all_labels).tolist()}
+    out["reliability"] = {head: reliability(*arrays) for head, arrays in heads.items()}
+    return out
 
 
-def evaluate(model: Classifier, gold_dir: str | Path) -> dict:
-    """Both blocks for ``model`` on every gold file in ``gold_dir``."""
-    gold = load_gold(gold_dir)
-    body = [r for rows in gold.values() for r in rows if r["kind"] == "body"]
-    alone = model.predict([r["text"] for r in body])
-    paragraph = scores([r["category"] for r in body], [p.category for p in alone],
-                       [r["shortcoming"] for r in body], [p.shortcoming for p in alone])
+def bootstrap(lines: list[dict], n: int, seed: int = 13) -> dict[str, list[float]]:
+    """95% percentile intervals of the block figures over ``n`` resamples of whole documents
+    (drawn with replacement), so that lines of one report rise and fall together."""
+    by_doc: dict[str, list[dict]] = {}
+    for line in lines:
+        by_doc.setdefault(line["file"], []).append(line)
+    docs = list(by_doc)
+    rng = random.Random(seed)
+    draws = {k: [] for k in INTERVAL_KEYS}
+    for _ in range(n):
+        sample = [l for d in rng.choices(docs, k=len(docs)) for l in by_doc[d]]
+        figures = scores(sample, tables=False)
+        for k in INTERVAL_KEYS:
+            draws[k].append(figures[k])
+    return {k: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)]
+            for k, v in draws.items()}
 
-    g_cat, p_cat, g_sc, p_sc = [], [], [], []
-    sc_lines = sc_listed = 0
+
+def _line(name: str, row: dict, pred) -> dict:
+    """One scored gold body line; ``pred`` is None where the parser kept no paragraph for it."""
+    return {"file": name, "line": row["i"], "text": row["text"], "gold_category": row["category"],
+            "gold_shortcoming": bool(row["shortcoming"]),
+            "category": pred.category if pred else NOT_A_PARAGRAPH,
+            "score": pred.scores.get(pred.category, 0.0) if pred else 0.0,
+            "shortcoming": bool(pred.shortcoming) if pred else False,
+            "shortcoming_score": pred.shortcoming_score if pred else 0.0}
+
+
+def score_lines(model: Classifier, gold: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict]:
+    """Every gold body line scored in both blocks, and the digest's shortcoming-line recall."""
+    body = [(name, r) for name, rows in gold.items() for r in rows if r["kind"] == "body"]
+    alone = model.predict([r["text"] for _, r in body])
+    paragraph = [_line(name, r, p) for (name, r), p in zip(body, alone)]
+
+    document, sc_lines, sc_listed = [], 0, 0
     for name, rows in gold.items():
-        doc = parse_text("\n".join(r["text"] for r in rows))
+        doc, paragraphs = align(rows)
         texts, paths = document_inputs(doc)
-        preds = model.predict(texts, paths)
-        listed = {s.paragraph_id for s in build_digest(doc, preds, model, source=name).shortcomings} if doc.body else set()
-        # each gold line is one line of the joined text: map paragraph start offsets to line numbers
-        line_of = {doc.text.count("\n", 0, p.start): (p, pred) for p, pred in zip(doc.paragraphs, preds)}
-        for n, r in enumerate(rows):
+        preds = dict(zip((p.id for p in doc.paragraphs), model.predict(texts, paths)))
+        listed = {s.paragraph_id for s in build_digest(doc, list(preds.values()), model, source=name).shortcomings} \
+            if doc.body else set()
+        for r, para in zip(rows, paragraphs):
             if r["kind"] != "body":
                 continue
-            para, pred = line_of.get(n, (None, None))
-            g_cat.append(r["category"])
-            g_sc.append(r["shortcoming"])
-            p_cat.append(pred.category if pred else "(not a paragraph)")
-            p_sc.append(pred.shortcoming if pred else False)
+            document.append(_line(name, r, preds[para.id] if para else None))
             if r["shortcoming"]:
                 sc_lines += 1
                 sc_listed += bool(para and para.id in listed)
-    document = scores(g_cat, p_cat, g_sc, p_sc)
     # the digest's admitted-shortcoming list: which gold shortcoming lines it quotes from
     digest = {"shortcoming_lines": sc_lines, "shortcoming_lines_listed": sc_listed,
               "shortcoming_line_recall": round(sc_listed / sc_lines, 4) if sc_lines else None}
-    return {"model": model.name, "gold": str(gold_dir), "files": len(gold), "paragraph": paragraph,
-            "document": document, "digest": digest}
+    return {"paragraph": paragraph, "document": document}, digest
+
+
+def is_error(line: dict) -> bool:
+    return line["category"] != line["gold_category"] or line["shortcoming"] != line["gold_shortcoming"]
+
+
+def evaluate(model: Classifier, gold_dir: str | Path, bootstrap_samples: int = 0, errors: bool = False) -> dict:
+    """Both blocks for ``model`` on every gold file in ``gold_dir``; with ``bootstrap_samples``,
+    95% intervals per block (``interval``); with ``errors``, every wrong line (``errors``)."""
+    if bootstrap_samples < 0:
+        raise FazhiError("--bootstrap", f"expected a number of resamples >= 0, got {bootstrap_samples}")
+    gold = load_gold(gold_dir)
+    lines, digest = score_lines(model, gold)
+    result = {"model": model.name, "gold": str(gold_dir), "files": len(gold)}
+    for block in BLOCKS:
+        result[block] = scores(lines[block])
+        if bootstrap_samples:
+            result[block]["interval"] = bootstrap(lines[block], bootstrap_samples)
+            result[block]["bootstrap_samples"] = bootstrap_samples
+    result["digest"] = digest
+    if errors:
+        result["errors"] = [{"block": block, **{k: l[k] for k in ("file", "line")},
+                             "gold": {"category": l["gold_category"], "shortcoming": l["gold_shortcoming"]},
+                             "predicted": {"category": l["category"], "shortcoming": l["shortcoming"]},
+                             "score": l["score"], "shortcoming_score": l["shortcoming_score"], "text": l["text"]}
+                            for block in BLOCKS for l in lines[block] if is_error(l)]
+    return result
+
+
+def _figure(r: dict, key: str) -> str:
+    """``0.812`` or, with an interval, ``0.812 [0.75, 0.87]``."""
+    lo_hi = r.get("interval", {}).get(key)
+    return f"{r[key]}" + (f" [{lo_hi[0]}, {lo_hi[1]}]" if lo_hi else "")
 
 
 def write_report(result: dict, out_dir: str | Path) -> list[Path]:
-    """Per-category tables (markdown) and confusion-matrix PNGs for both blocks."""
+    """``report.md`` (figures, per-category tables, wrong lines), confusion-matrix and
+    reliability-diagram PNGs for both blocks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,13 +196,16 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     lines = [f"# Evaluation of `{result['model']}` on `{result['gold']}`", ""]
-    for block in ("paragraph", "document"):
+    for block in BLOCKS:
         r = result[block]
-        lines += [f"## {block} (n={r['n']})", "",
-                  f"category macro-F1 **{r['category_macro_f1']}**, accuracy {r['category_accuracy']}, "
-                  f"shortcoming F1 **{r['shortcoming_f1']}** ({r['shortcoming_positives']} positives)", "",
+        ci = " (95% intervals from a document bootstrap)" if "interval" in r else ""
+        lines += [f"## {block} (n={r['n']}){ci}", "",
+                  f"category macro-F1 **{_figure(r, 'category_macro_f1')}**, accuracy {_figure(r, 'category_accuracy')}, "
+                  f"shortcoming F1 **{_figure(r, 'shortcoming_f1')}** ({r['shortcoming_positives']} positives); "
+                  f"ECE category {_figure(r, 'category_ece')}, shortcoming {_figure(r, 'shortcoming_ece')}", "",
                   "| category | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} |" for k, v in r["per_category"].items()]
+        lines += [f"| {k} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} |"
+                  for k, v in r["per_category"].items()]
         lines.append("")
         labels, matrix = r["confusion"]["labels"], r["confusion"]["matrix"]
         fig, ax = plt.subplots(figsize=(7, 6))
@@ -134,6 +224,41 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
         fig.savefig(png, dpi=120)
         plt.close(fig)
         written.append(png)
+        written.append(_reliability_png(r, f"{result['model']} — {block} block", out / f"reliability_{block}.png"))
+    if "errors" in result:
+        lines += [f"## Wrong lines ({len(result['errors'])})", "",
+                  "| block | file | line | gold | predicted | score | shortcoming score | text |",
+                  "|---|---|---|---|---|---|---|---|"]
+        mark = lambda d: d["category"] + (" + shortcoming" if d["shortcoming"] else "")  # noqa: E731
+        lines += [f"| {e['block']} | {e['file']} | {e['line']} | {mark(e['gold'])} | {mark(e['predicted'])} | "
+                  f"{e['score']} | {e['shortcoming_score']} | {e['text'][:80].replace('|', '｜')} |"
+                  for e in result["errors"]]
+        lines.append("")
     md = out / "report.md"
     md.write_text("\n".join(lines), encoding="utf-8")
     return [md, *written]
+
+
+def _reliability_png(block: dict, title: str, path: Path) -> Path:
+    """Reliability diagram of both heads: mean outcome against mean confidence per bin,
+    marker area by the bin's count; the diagonal is perfect calibration."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
+    for ax, head, what in zip(axes, ("category", "shortcoming"), ("share correct", "share shortcomings")):
+        bins = block["reliability"][head]
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        ax.bar([b["low"] for b in bins], [b["outcome"] for b in bins], width=1 / ECE_BINS, align="edge",
+               alpha=0.35, edgecolor="tab:blue")
+        ax.scatter([b["confidence"] for b in bins], [b["outcome"] for b in bins],
+                   s=[20 + 200 * b["n"] / max(1, block["n"]) for b in bins], color="tab:blue", zorder=3)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("predicted probability" if head == "shortcoming" else "confidence (top category)")
+        ax.set_ylabel(what)
+        ax.set_title(f"{head} head, ECE {block[f'{head}_ece']}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

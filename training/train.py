@@ -1,61 +1,83 @@
-"""Fine-tune a BERT-family encoder with a category head and a shortcoming head.
+"""Fine-tune a Hugging Face encoder with a category head and a shortcoming head, on ``transformers.Trainer``.
 
-A plain loop (the two heads share one pooled output, which Trainer's single-loss
-models don't express without a wrapper of the same size): LoRA adapters by default
-(``lora_r=0`` fine-tunes every weight), loss weighted by class frequency and by
-the silver label's confidence, outline context dropped at random so that bare
-paragraphs work too, batches of similar length (in random order), early stopping on the
-validation split, a time budget. Documents named by ``shortcoming_only`` (e.g. the
-synthetic reports written with inspection findings) add shortcoming examples without
-moving the category head's training data.
+As in the library's ``run_classification.py``: the options are one dataclass
+(:class:`TrainArgs`, which is also the ``fazhi train`` command line), the loop is
+``Trainer``'s, every output goes to one directory. What is ours: the two-head model
+(:class:`models.bert.TwoHeads`), the loss (class weights, label confidence, extra weight on
+human labels, documents that train the shortcoming head alone), the outline context dropped
+at random so that bare paragraphs work too, and selection on the validation split (a
+human-labelled dev set where the corpus has one) with early stopping and a time budget.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
+from sklearn.metrics import average_precision_score, f1_score
 from torch import nn
-from tqdm import tqdm
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from fazhi.errors import FazhiError
-from models.bert import BertClassifier, TwoHeads, length_batches, save_shortcoming_head, with_context
+from models.bert import (BertClassifier, ShortcomingHead, TwoHeads, context_sep_id, load_shortcoming_head,
+                         save_shortcoming_head, with_context)
 
 LORA_TARGETS = r".*encoder.*\.(query|key|value|dense)$"
+HUMAN = "human"  # label_source prefix of human labels (gold-format sources)
 
 
 @dataclass
 class TrainArgs:
-    data: str
-    base_model: str
-    out: str
-    epochs: int = 4
+    """Options of ``fazhi train`` (each field is a ``--flag``)."""
+
+    data: str = field(metadata={"help": "Corpus directory from `fazhi corpus build`"})
+    out: str = field(metadata={"help": "Output model directory"})
+    base_model: str | None = field(default=None, metadata={
+        "help": "Any local Hugging Face BERT/RoBERTa/XLM-R checkpoint (needed for bert)"})
+    model_type: str = field(default="bert", metadata={"help": "bert or tfidf", "choices": ["bert", "tfidf"]})
+    epochs: int = field(default=4, metadata={"help": "Passes over the training split"})
     batch_size: int = 32
-    lr: float = 3e-4
-    max_length: int = 192
-    lora_r: int = 16
-    drop_context: float = 0.5
-    patience: int = 2
+    lr: float = field(default=3e-4, metadata={"help": "Learning rate (3e-4 suits LoRA, 3e-5 full fine-tuning)"})
+    max_length: int = field(default=192, metadata={"help": "Tokens per input"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank; 0 fine-tunes every weight"})
+    init_adapter: str | None = field(default=None, metadata={
+        "help": "Continue from this LoRA adapter and heads (e.g. models/release) instead of fresh ones"})
+    drop_context: float = field(default=0.5, metadata={"help": "Share of training inputs sent without their headings"})
+    human_weight: float = field(default=1.0, metadata={
+        "help": "Loss weight of rows with human labels (label_source human:…) relative to silver rows"})
+    patience: int = field(default=2, metadata={"help": "Epochs without a better validation score before stopping"})
     seed: int = 13
-    time_budget: float | None = None  # seconds of training, then stop at the next evaluation
-    max_examples: int | None = None
-    exclude_sources: str | None = None  # label_source prefix to leave out, e.g. "synthetic"
-    shortcoming_only: str | None = None  # doc_id prefix of documents that train the shortcoming head alone
-    device: str = "auto"
+    time_budget: float | None = field(default=None, metadata={
+        "help": "Seconds of training, then evaluate once more and stop"})
+    max_examples: int | None = field(default=None, metadata={"help": "Train on a random subset of this size"})
+    silver_examples: int | None = field(default=None, metadata={
+        "help": "Keep a random subset of this many silver rows; human rows are all kept"})
+    exclude_sources: str | None = field(default=None, metadata={
+        "help": "Leave out rows whose label_source starts so (e.g. synthetic)"})
+    include_sources: str | None = field(default=None, metadata={
+        "help": "Keep only rows whose label_source starts so (e.g. human)"})
+    shortcoming_only: str | None = field(default=None, metadata={
+        "help": "Rows of documents whose doc_id starts so train the shortcoming head alone"})
+    progress: bool = field(default=True, metadata={"help": "Progress bars"})
 
-
-def _set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    def __post_init__(self) -> None:
+        if self.model_type not in ("bert", "tfidf"):
+            raise FazhiError("--model-type", f"expected bert or tfidf, got {self.model_type!r}")
+        if self.model_type == "bert" and not self.base_model:
+            raise FazhiError("--base-model", "required for --model-type bert")
+        for name in ("epochs", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise FazhiError(f"--{name.replace('_', '-')}", f"must be positive, got {getattr(self, name)}")
+        if not 0 <= self.drop_context <= 1:
+            raise FazhiError("--drop-context", f"expected a share in [0, 1], got {self.drop_context}")
+        if self.human_weight <= 0:
+            raise FazhiError("--human-weight", f"must be positive, got {self.human_weight}")
 
 
 def _weights(values: list, labels: list) -> torch.Tensor:
@@ -70,24 +92,29 @@ def _shortcoming_only(row: dict, prefix: str | None) -> bool:
     return bool(prefix) and row["doc_id"].startswith(prefix)
 
 
-def shuffled_length_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
-    """Training batches of similar length, in random order: shuffle, sort each pool of
-    ``pool × batch_size`` examples by length, cut it into batches, shuffle the batches.
+def training_rows(args: TrainArgs, split) -> list[dict]:
+    """The rows of a corpus split that ``args`` keeps (sources, subset)."""
+    rows = [r for r in split
+            if not (args.exclude_sources and r["label_source"].startswith(args.exclude_sources))
+            and (not args.include_sources or r["label_source"].startswith(args.include_sources))]
+    if args.silver_examples is not None:
+        silver = [r for r in rows if not r["label_source"].startswith(HUMAN)]
+        keep = set(map(id, random.Random(args.seed).sample(silver, min(len(silver), args.silver_examples))))
+        rows = [r for r in rows if r["label_source"].startswith(HUMAN) or id(r) in keep]
+    if args.max_examples:
+        rows = random.Random(args.seed).sample(rows, min(len(rows), args.max_examples))
+    if not rows:
+        raise FazhiError(args.data, "no training examples left")
+    return rows
 
-    A random batch pads every member to the longest of its mixed paragraphs and headings; on a
-    CPU every padded token costs as much as a real one.
-    """
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    batches = []
-    for k in range(0, len(order), pool * batch_size):
-        chunk = sorted(order[k:k + pool * batch_size], key=lengths.__getitem__)
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
+
+def row_weight(row: dict, args: TrainArgs) -> float:
+    """A row's loss weight: its label confidence, times ``human_weight`` for human labels."""
+    return float(row["confidence"]) * (args.human_weight if row["label_source"].startswith(HUMAN) else 1.0)
 
 
 def load_base(base_model: str, labels: list[str]):
+    """The base checkpoint as a sequence-classification model with ``labels``, and its tokenizer."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = Path(base_model)
@@ -100,120 +127,184 @@ def load_base(base_model: str, labels: list[str]):
     return model, tokenizer
 
 
-def train(args: TrainArgs, progress: bool = True) -> dict:
-    """Train, keep the best epoch on validation, save to ``args.out``; return the training record."""
+def _continue_from(model, adapter_dir: str, labels: list[str]):
+    """``model`` with the LoRA adapter of ``adapter_dir`` loaded trainable, and that adapter's shortcoming head."""
+    from peft import PeftModel
+
+    meta_path = Path(adapter_dir) / "fazhi.json"
+    if not (Path(adapter_dir) / "adapter_config.json").is_file() or not meta_path.is_file():
+        raise FazhiError(adapter_dir, "not a fazhi LoRA adapter directory (adapter_config.json, fazhi.json)")
+    if json.loads(meta_path.read_text())["labels"] != labels:
+        raise FazhiError(adapter_dir, "the adapter's labels are not the label scheme's")
+    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True), load_shortcoming_head(adapter_dir)
+
+
+class Collator:
+    """Tokenizes a batch of rows; each row's headings are dropped with its ``drop`` share
+    (the training rate, or 0/1 for the two halves of the validation set)."""
+
+    def __init__(self, tokenizer, max_length: int, seed: int):
+        self.tokenizer, self.max_length, self.rng = tokenizer, max_length, random.Random(seed)
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        texts = [with_context(r["text"], None if self.rng.random() < r["drop"] else r["heading_path"]) for r in rows]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        batch["category_labels"] = torch.tensor([r["category_id"] for r in rows])
+        batch["shortcoming_labels"] = torch.tensor([int(r["shortcoming"]) for r in rows])
+        batch["category_weight"] = torch.tensor([r["category_weight"] for r in rows], dtype=torch.float)
+        batch["weight"] = torch.tensor([r["weight"] for r in rows], dtype=torch.float)
+        return batch
+
+
+class TwoHeadTrainer(Trainer):
+    """``Trainer`` with the two-head loss: class-weighted cross-entropy per head, each row
+    weighted by its label confidence (and human weight); rows of shortcoming-only documents
+    add nothing to the category loss."""
+
+    def __init__(self, *args, category_class_weight: torch.Tensor, shortcoming_class_weight: torch.Tensor, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cat_loss = nn.CrossEntropyLoss(weight=category_class_weight, reduction="none")
+        self.sc_loss = nn.CrossEntropyLoss(weight=shortcoming_class_weight, reduction="none")
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        yc, ys = inputs.pop("category_labels"), inputs.pop("shortcoming_labels")
+        wc, w = inputs.pop("category_weight"), inputs.pop("weight")
+        cat, sc = model(**inputs)
+        self.cat_loss.to(cat.device), self.sc_loss.to(sc.device)
+        loss = ((self.cat_loss(cat, yc) * wc + self.sc_loss(sc, ys)) * w).mean()
+        return (loss, {"category_logits": cat, "shortcoming_logits": sc}) if return_outputs else loss
+
+
+class KeepBest(TrainerCallback):
+    """Early stopping that keeps the best weights in memory.
+
+    Hand-written because the library's ``EarlyStoppingCallback`` needs
+    ``load_best_model_at_end``, i.e. a full checkpoint of the wrapped (LoRA) model on disk at
+    every evaluation, to keep what a copy of the trainable state does here.
+    """
+
+    def __init__(self, model: nn.Module, patience: int, metric: str = "eval_score"):
+        self.model, self.patience, self.metric = model, patience, metric
+        self.best, self.best_state, self.bad, self.history = -1.0, None, 0, []
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        score = metrics[self.metric]
+        self.history.append({"epoch": round(state.epoch or 0, 2), "step": state.global_step,
+                             **{k.removeprefix("eval_"): round(v, 4) for k, v in metrics.items()
+                                if k.startswith("eval_") and not k.endswith(("_per_second", "runtime"))}})
+        if score > self.best:
+            self.best, self.bad = score, 0
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+        else:
+            self.bad += 1
+            control.should_training_stop = control.should_training_stop or self.bad >= self.patience
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training after ``seconds`` of it, with one last evaluation."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds, self.start = seconds, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds and time.perf_counter() - self.start > self.seconds:
+            control.should_training_stop = control.should_evaluate = True
+
+
+def selection_metrics(labels: list[str]):
+    """``compute_metrics`` for the validation set, whose first half is sent with its headings
+    and second half without: category macro-F1 and shortcoming average precision (the
+    threshold is chosen later, at calibration) per half; ``score`` is their mean."""
+
+    def compute(pred) -> dict[str, float]:
+        cat, sc = pred.predictions
+        yc, ys = pred.label_ids
+        half = len(yc) // 2
+        out = {}
+        for mode, part in (("with_context", slice(0, half)), ("alone", slice(half, None))):
+            out[f"{mode}_category_macro_f1"] = float(f1_score(yc[part], cat[part].argmax(-1), average="macro",
+                                                              labels=sorted(set(yc[part].tolist())), zero_division=0))
+            out[f"{mode}_shortcoming_ap"] = float(average_precision_score(ys[part], sc[part][:, 1])) \
+                if ys[part].any() else 0.0
+        out["score"] = float(np.mean(list(out.values())))
+        return out
+
+    return compute
+
+
+def train(args: TrainArgs) -> dict:
+    """Train, keep the best evaluation on validation, save to ``args.out``; return the training record."""
+    from datasets import Dataset
+
     from corpora.dataset import load
     from corpora.taxonomy import load_taxonomy
 
-    _set_seed(args.seed)
     dd = load(args.data)
-    rows = [r for r in dd["train"] if not (args.exclude_sources and r["label_source"].startswith(args.exclude_sources))]
-    if args.max_examples:
-        rows = random.Random(args.seed).sample(rows, min(len(rows), args.max_examples))
-    val = list(dd["validation"]) if len(dd["validation"]) else rows[: max(1, len(rows) // 10)]
-    if not rows:
-        raise FazhiError(args.data, "no training examples left")
+    rows = training_rows(args, dd["train"])
+    val = [r for r in dd["validation"] if r["kind"] == "body"] or list(dd["validation"]) \
+        or rows[: max(1, len(rows) // 10)]
     labels = load_taxonomy().labels
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-
+    label_id = {l: i for i, l in enumerate(labels)}
+    torch.manual_seed(args.seed)
     model, tokenizer = load_base(args.base_model, labels)
-    if args.lora_r:
+    shortcoming = ShortcomingHead(model.config.hidden_size)
+    if args.init_adapter:
+        model, shortcoming = _continue_from(model, args.init_adapter, labels)
+    elif args.lora_r:
         from peft import LoraConfig, TaskType, get_peft_model
 
         model = get_peft_model(model, LoraConfig(
             task_type=TaskType.SEQ_CLS, r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.1,
             target_modules=LORA_TARGETS, modules_to_save=["classifier", "pooler"]))
-    heads = TwoHeads(model, model.config.hidden_size).to(device)
-    params = [p for p in heads.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-    steps_per_epoch = math.ceil(len(rows) / args.batch_size)
-    total = steps_per_epoch * args.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, int(0.06 * total))) * max(0.0, 1 - s / total))
-    label_id = {l: i for i, l in enumerate(labels)}
+    shortcoming.sep_id.fill_(context_sep_id(tokenizer))
+    heads = TwoHeads(model, shortcoming)
+
+    def table(rs: list[dict], drop: float) -> Dataset:
+        return Dataset.from_list([{
+            "text": r["text"], "heading_path": list(r["heading_path"] or []), "drop": drop,
+            "category_id": label_id[r["category"]], "shortcoming": bool(r["shortcoming"]),
+            "category_weight": 0.0 if _shortcoming_only(r, args.shortcoming_only) else 1.0,
+            "weight": row_weight(r, args), "length": len(r["text"]) + sum(map(len, r["heading_path"] or []))}
+            for r in rs])
+
+    from datasets import concatenate_datasets
+
     cat_rows = [r for r in rows if not _shortcoming_only(r, args.shortcoming_only)]
-    cat_loss = nn.CrossEntropyLoss(weight=_weights([r["category"] for r in cat_rows], labels).to(device),
-                                   reduction="none")
-    sc_loss = nn.CrossEntropyLoss(weight=_weights([bool(r["shortcoming"]) for r in rows], [False, True]).to(device),
-                                  reduction="none")
-    rng = random.Random(args.seed)
-
-    def batch_tensors(batch, drop: float):
-        texts = [with_context(r["text"], None if rng.random() < drop else r["heading_path"]) for r in batch]
-        enc = tokenizer(texts, padding=True, truncation=True, max_length=args.max_length, return_tensors="pt")
-        return {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-
-    @torch.no_grad()
-    def evaluate_split() -> dict:
-        heads.eval()
-        out = {}
-        for mode, drop in (("with_context", 0.0), ("alone", 1.0)):
-            pc, ps = [""] * len(val), [False] * len(val)
-            for idx in length_batches([len(r["text"]) for r in val], 64):
-                c, s = heads(**batch_tensors([val[i] for i in idx], drop))
-                for i, cj, sj in zip(idx, c.argmax(-1).tolist(), s.argmax(-1).bool().tolist()):
-                    pc[i], ps[i] = labels[cj], sj
-            gold_c = [r["category"] for r in val]
-            out[mode] = {"category_macro_f1": round(float(f1_score(gold_c, pc, average="macro", zero_division=0)), 4),
-                         "shortcoming_f1": round(float(f1_score([bool(r["shortcoming"]) for r in val], ps,
-                                                                zero_division=0)), 4)}
-        heads.train()
-        out["score"] = round(sum(v["category_macro_f1"] + v["shortcoming_f1"] for v in out.values()) / 4, 4)
-        return out
-
-    history, best, best_state, bad, seen, train_time = [], -1.0, None, 0, 0, 0.0
+    keep_best = KeepBest(heads, args.patience)
+    training_args = TrainingArguments(
+        output_dir=str(Path(args.out) / "trainer"), num_train_epochs=args.epochs, learning_rate=args.lr,
+        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64, weight_decay=0.01,
+        warmup_steps=0.06, lr_scheduler_type="linear", max_grad_norm=1.0, seed=args.seed,
+        train_sampling_strategy="group_by_length", length_column_name="length", remove_unused_columns=False,
+        label_names=["category_labels", "shortcoming_labels"], eval_strategy="epoch", save_strategy="no",
+        logging_strategy="epoch", report_to="none", disable_tqdm=not args.progress, use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0)
+    trainer = TwoHeadTrainer(
+        model=heads, args=training_args, train_dataset=table(rows, args.drop_context),
+        eval_dataset=concatenate_datasets([table(val, 0.0), table(val, 1.0)]),
+        data_collator=Collator(tokenizer, args.max_length, args.seed), compute_metrics=selection_metrics(labels),
+        callbacks=[keep_best, TimeBudget(args.time_budget)],
+        category_class_weight=_weights([r["category"] for r in cat_rows], labels),
+        shortcoming_class_weight=_weights([bool(r["shortcoming"]) for r in rows], [False, True]))
     start = time.perf_counter()
-    heads.train()
-    stop = False
-    for epoch in range(args.epochs):
-        batches = shuffled_length_batches([len(r["text"]) for r in rows], args.batch_size, rng)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", disable=not progress)
-        losses = []
-        for idx in bar:
-            tick = time.perf_counter()
-            batch = [rows[j] for j in idx]
-            c, s = heads(**batch_tensors(batch, args.drop_context))
-            w = torch.tensor([float(r["confidence"]) for r in batch], device=device)
-            yc = torch.tensor([label_id[r["category"]] for r in batch], device=device)
-            ys = torch.tensor([int(bool(r["shortcoming"])) for r in batch], device=device)
-            wc = torch.tensor([0.0 if _shortcoming_only(r, args.shortcoming_only) else 1.0 for r in batch], device=device)
-            loss = ((cat_loss(c, yc) * wc + sc_loss(s, ys)) * w).mean()
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            seen += len(batch)
-            losses.append(loss.item())
-            train_time += time.perf_counter() - tick
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            if args.time_budget and time.perf_counter() - start > args.time_budget:
-                stop = True
-                break
-        record = {"epoch": epoch + 1, "train_loss": round(float(np.mean(losses)), 4), "first_loss": round(losses[0], 4),
-                  "validation": evaluate_split()}
-        history.append(record)
-        if progress:
-            tqdm.write(json.dumps(record))
-        if record["validation"]["score"] > best:
-            best, bad = record["validation"]["score"], 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in heads.state_dict().items()})
-        else:
-            bad += 1
-        if stop or bad >= args.patience:
-            break
+    result = trainer.train()
     elapsed = time.perf_counter() - start
-    heads.load_state_dict(best_state)
+    heads.load_state_dict(keep_best.best_state)
     heads.to("cpu").eval()
 
     out = Path(args.out)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary = {"args": asdict(args), "labels": labels, "train_examples": len(rows), "validation_examples": len(val),
-               "history": history, "best_validation_score": best, "train_seconds": round(elapsed, 1),
-               "train_paragraphs_per_s": round(seen / train_time, 2), "device": str(device),
-               "torch_threads": torch.get_num_threads()}
+               "history": keep_best.history, "train_losses": losses, "best_validation_score": round(keep_best.best, 4),
+               "train_seconds": round(elapsed, 1),
+               "train_paragraphs_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 2),
+               "device": str(training_args.device), "torch_threads": torch.get_num_threads()}
     model = heads.clf
-    if args.lora_r:
+    if args.lora_r or args.init_adapter:
         model.save_pretrained(out / "adapter")
         save_shortcoming_head(heads.shortcoming, out / "adapter")
         (out / "adapter" / "fazhi.json").write_text(json.dumps({"labels": labels, "max_length": args.max_length}))
@@ -223,19 +314,25 @@ def train(args: TrainArgs, progress: bool = True) -> dict:
     return summary
 
 
-def train_tfidf(data: str | Path, out: str | Path, exclude_sources: str | None = None,
-                shortcoming_only: str | None = None) -> dict:
-    """Fit the TF-IDF + logistic regression baseline on a corpus's train split and save it;
-    documents whose doc_id starts with ``shortcoming_only`` fit the shortcoming model alone."""
+def train_tfidf(args: TrainArgs) -> dict:
+    """Fit the TF-IDF + logistic regression baseline on the rows of a corpus's train split that
+    ``args`` keeps, weighted as the BERT loss weights them, and save it; documents whose doc_id
+    starts with ``args.shortcoming_only`` fit the shortcoming model alone."""
     from corpora.dataset import load
     from models.tfidf import TfidfClassifier
 
-    train_split = load(data)["train"]
-    rows = [r for r in train_split if not (exclude_sources and r["label_source"].startswith(exclude_sources))]
+    rows = training_rows(args, load(args.data)["train"])
     start = time.perf_counter()
     clf = TfidfClassifier().fit([r["text"] for r in rows],
-                                [None if _shortcoming_only(r, shortcoming_only) else r["category"] for r in rows],
-                                [r["shortcoming"] for r in rows], [r["heading_path"] for r in rows])
-    record = {"train_examples": len(rows), "train_seconds": round(time.perf_counter() - start, 1), "data": str(data)}
-    clf.save(out, record)
+                                [None if _shortcoming_only(r, args.shortcoming_only) else r["category"] for r in rows],
+                                [r["shortcoming"] for r in rows], [r["heading_path"] for r in rows],
+                                sample_weight=[row_weight(r, args) for r in rows], seed=args.seed)
+    record = {"train_examples": len(rows), "train_seconds": round(time.perf_counter() - start, 1), "data": args.data,
+              "args": asdict(args)}
+    clf.save(args.out, record)
     return record
+
+
+def run(args: TrainArgs) -> dict:
+    """``fazhi train``: the baseline or the encoder, as ``args.model_type`` says."""
+    return train_tfidf(args) if args.model_type == "tfidf" else train(args)

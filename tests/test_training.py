@@ -1,0 +1,192 @@
+"""Human labels as a corpus source, the Trainer path on other architectures, calibration and
+the evaluation's intervals, ECE and error list."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import GOLD_DIR, REPORTS, SHARED, TEXTS
+from corpora import parse_text
+from corpora.dataset import build, load, stats
+from corpora.gold import load_gold
+from corpora.taxonomy import load_taxonomy
+from fazhi.errors import FazhiError
+from models.base import load_classifier
+
+ANNOTATED = SHARED / "corpora" / "annotated"
+
+
+def test_a_gold_source_builds_with_the_heading_paths_of_its_report(tmp_path):
+    dd = build([GOLD_DIR], tmp_path / "dd", load_taxonomy(), validation=0.0, progress=False)
+    rows = list(dd["train"])
+    gold = load_gold(GOLD_DIR)
+    kept = [r for doc in gold.values() for r in doc if r["kind"] != "meta"]
+    assert len(rows) == len(kept) and all(r["label_source"] == "human:dev" and r["confidence"] == 1.0 for r in rows)
+    assert [(r["text"], r["category"], r["shortcoming"], r["kind"]) for r in rows] == \
+        [(r["text"], r["category"], bool(r["shortcoming"]), r["kind"]) for r in kept]
+    # heading paths are those of the report the file joins back into
+    name, lines = next(iter(gold.items()))
+    doc = parse_text("\n".join(r["text"] for r in lines))
+    parsed = {p.text: p.heading_path for p in doc.paragraphs}
+    mine = [r for r in rows if r["doc_id"] == f"human/{name}"]
+    assert any(r["heading_path"] for r in mine)
+    assert all(r["heading_path"] == parsed[r["text"]] for r in mine if r["text"] in parsed)
+
+
+def test_a_tiny_corpus_saves_and_loads_with_an_empty_validation_split(tmp_path):
+    dd = build(REPORTS, tmp_path / "dd", load_taxonomy(), validation=0.0, progress=False)
+    assert len(dd["validation"]) == 0 and len(dd["train"]) > 0
+    again = load(tmp_path / "dd")
+    assert len(again["validation"]) == 0 and again["train"]["text"] == dd["train"]["text"]
+    assert stats(again)["validation"]["paragraphs"] == 0
+    done = subprocess.run([sys.executable, "-m", "fazhi.cli", "corpus", "stats", str(tmp_path / "dd")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_validation_sources_are_the_validation_split_and_never_train(tmp_path):
+    dev = sorted((ANNOTATED / "dev").glob("*.jsonl"))[:3]
+    dd = build([REPORTS[0], *sorted((ANNOTATED / "train").glob("*.jsonl"))[:2]], tmp_path / "dd", load_taxonomy(),
+               validation_sources=dev, progress=False)
+    assert set(dd["validation"]["doc_id"]) == {f"human/{p.stem}" for p in dev}
+    assert not set(dd["train"]["doc_id"]) & set(dd["validation"]["doc_id"])
+    assert {s.split(":")[0] for s in dd["train"]["label_source"]} == {"report", "human"}
+    with pytest.raises(FazhiError, match="also training sources"):
+        build([dev[0]], tmp_path / "bad", load_taxonomy(), validation_sources=[dev[0]], progress=False)
+
+
+def test_ece_on_known_examples():
+    from training.evaluate import ece
+
+    assert ece(np.full(10, 0.9), np.array([1] * 9 + [0])) == pytest.approx(0.0)
+    assert ece(np.full(10, 0.9), np.array([1] * 5 + [0] * 5)) == pytest.approx(0.4)
+    # two bins, half the lines each: |0.2 - 0| and |0.8 - 1| → 0.2
+    assert ece(np.array([0.2, 0.2, 0.8, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.2)
+    assert ece(np.array([1.0]), np.array([1])) == pytest.approx(0.0)  # 1.0 falls in the last bin
+
+
+def test_temperature_fit_recovers_overconfidence_and_keeps_the_argmax():
+    from models.calibration import Calibration, fit_temperature
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, size=(4000, 5))
+    true = np.exp(logits / 3) / np.exp(logits / 3).sum(-1, keepdims=True)  # the truth is 3x softer
+    labels = np.array([rng.choice(5, p=p) for p in true])
+    t = fit_temperature(logits, labels)
+    assert 2.6 < t < 3.4
+    probs, _ = Calibration(t, 1.0, 0.5).probabilities(logits, np.zeros((4000, 2)))
+    assert (probs.argmax(-1) == logits.argmax(-1)).all()
+
+
+@pytest.mark.slow
+def test_calibration_is_fitted_stored_and_applied_by_both_backends(tiny_model, tmp_path, monkeypatch):
+    from models.bert import BertClassifier
+    from models.calibration import Calibration
+    from models.onnx import export_onnx, load_fast
+    from training.calibrate import calibrate
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model[0], model_dir)
+    raw = BertClassifier.load(model_dir).predict(TEXTS)
+    record = calibrate(model_dir, GOLD_DIR)
+    cal = Calibration.from_meta(json.loads((model_dir / "fazhi.json").read_text()))
+    assert cal.to_dict() == record["calibration"] and cal != Calibration()
+    assert record["cross_fitted"] is not None and record["inputs"] > 60
+    # a sharper temperature for the test, so that both heads visibly move
+    meta = json.loads((model_dir / "fazhi.json").read_text())
+    meta["calibration"] = {"category_temperature": 0.25, "shortcoming_temperature": 4.0, "shortcoming_threshold": 0.3}
+    (model_dir / "fazhi.json").write_text(json.dumps(meta))
+    torch_preds = BertClassifier.load(model_dir).predict(TEXTS)
+    assert [p.category for p in torch_preds] == [p.category for p in raw]
+    assert max(p.scores[p.category] for p in torch_preds) > max(p.scores[p.category] for p in raw)
+    assert all(p.shortcoming == (p.shortcoming_score >= 0.3) for p in torch_preds)
+    export_onnx(model_dir, quantize="none")
+    onnx_preds = load_fast(model_dir)[0].predict(TEXTS)
+    for a, b in zip(torch_preds, onnx_preds):
+        assert a.category == b.category and a.shortcoming == b.shortcoming
+        assert abs(a.shortcoming_score - b.shortcoming_score) < 1e-3
+        assert max(abs(a.scores[k] - b.scores[k]) for k in a.scores) < 1e-3
+
+
+def test_evaluate_lists_exactly_the_wrong_lines_and_bounds_its_figures(tmp_path):
+    from training.evaluate import evaluate
+
+    model = load_classifier("rules")
+    result = evaluate(model, GOLD_DIR, bootstrap_samples=200, errors=True)
+    body = [(name, r) for name, rows in load_gold(GOLD_DIR).items() for r in rows if r["kind"] == "body"]
+    preds = model.predict([r["text"] for _, r in body])
+    wrong = {(name, r["i"]) for (name, r), p in zip(body, preds)
+             if p.category != r["category"] or p.shortcoming != r["shortcoming"]}
+    listed = {(e["file"], e["line"]) for e in result["errors"] if e["block"] == "paragraph"}
+    assert listed == wrong and wrong
+    for e in result["errors"]:
+        assert e["gold"] != e["predicted"] and e["text"]
+    doc = result["document"]
+    doc_wrong = [e for e in result["errors"] if e["block"] == "document"]
+    assert sum(e["gold"]["category"] != e["predicted"]["category"] for e in doc_wrong) == \
+        round(doc["n"] * (1 - doc["category_accuracy"]))
+    for block in ("paragraph", "document"):
+        r = result[block]
+        for key, (lo, hi) in r["interval"].items():
+            assert lo <= r[key] <= hi or key.endswith("_ece"), key  # ECE of a resample is biased upward
+        assert r["interval"]["category_macro_f1"][1] - r["interval"]["category_macro_f1"][0] > 0.01
+        assert 0 <= r["category_ece"] <= 1 and 0 <= r["shortcoming_ece"] <= 1
+
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "fazhi.cli", "evaluate", "--gold", str(GOLD_DIR), "--model", "rules",
+                           "--errors", "--report", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert f"## Wrong lines ({len(result['errors'])})" in md and "ECE category" in md
+    assert (out / "reliability_document.png").stat().st_size > 1000
+    bad = subprocess.run([sys.executable, "-m", "fazhi.cli", "evaluate", "--gold", str(GOLD_DIR), "--model", "rules",
+                          "--bootstrap", "-1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--bootstrap" in bad.stderr
+
+
+def test_the_shortcoming_head_never_maxes_over_the_headings():
+    import torch
+
+    from models.bert import ShortcomingHead
+
+    torch.manual_seed(0)
+    head = ShortcomingHead(4, sep_id=7)
+    states = torch.randn(2, 6, 4)
+    states[:, 1] = 50 * head.score.weight[0]  # token 1 (a heading's) would score highest
+    ids = torch.tensor([[0, 5, 7, 8, 9, 2], [0, 5, 6, 8, 9, 2]])  # row 0 has headings, a separator at 2
+    mask = torch.ones(2, 6, dtype=torch.long)
+    token = head.score(states).squeeze(-1)
+    logits = head(states, mask, ids)
+    assert torch.allclose(logits[0, 1], token[0, 3:].max())  # only the paragraph after the separator
+    assert torch.allclose(logits[1, 1], token[1].max())  # no separator: every token
+    assert torch.allclose(head(states, mask)[0, 1], token[0].max())  # without ids, as heads saved before
+
+
+@pytest.mark.slow
+def test_trainer_fine_tunes_a_tiny_xlm_roberta_that_the_pipeline_loads(corpus, tmp_path):
+    from transformers import XLMRobertaConfig, XLMRobertaModel, pipeline
+
+    from conftest import BASE
+    from training.train import TrainArgs, train
+
+    base = tmp_path / "xlmr"
+    base.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(BASE / name, base / name)
+    XLMRobertaModel(XLMRobertaConfig(vocab_size=28679, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=130, pad_token_id=1)
+                    ).save_pretrained(base)
+    corpus.save_to_disk(str(tmp_path / "dd"))
+    out = tmp_path / "m"
+    summary = train(TrainArgs(data=str(tmp_path / "dd"), base_model=str(base), out=str(out), epochs=3, batch_size=16,
+                              lr=1e-2, max_length=64, lora_r=0, progress=False))
+    assert summary["train_losses"][-1] < summary["train_losses"][0]
+    assert json.loads((out / "config.json").read_text())["model_type"] == "xlm-roberta"
+    label = pipeline("text-classification", model=str(out))(TEXTS[0])[0]["label"]
+    assert label == load_classifier(out).predict(TEXTS[:1])[0].category

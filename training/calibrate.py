@@ -1,0 +1,87 @@
+"""Fit a model's calibration (:mod:`models.calibration`) on a human-labelled dev set.
+
+The inputs are every gold body line as both evaluation blocks send it: alone, and with the
+heading path its parsed report gives it. The stored calibration is fitted on all of them;
+the figures it is judged by are cross-fitted — the documents fall into two folds, each
+fold scored with the temperatures and threshold fitted on the other — so that the
+threshold's choice is not also its test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from corpora.gold import align, load_gold
+from fazhi.errors import FazhiError
+from models.base import document_inputs
+from models.bert import BertClassifier, with_context
+from models.calibration import Calibration, fit, fold_of
+from training.evaluate import ece
+
+
+def dev_inputs(gold_dir: str | Path) -> list[dict]:
+    """One record per (gold body line, block): the model input, labels, document and block."""
+    records = []
+    for name, rows in load_gold(gold_dir).items():
+        doc, paragraphs = align(rows)
+        _, paths = document_inputs(doc)
+        path_of = dict(zip((p.id for p in doc.paragraphs), paths))
+        for row, para in zip(rows, paragraphs):
+            if row["kind"] != "body":
+                continue
+            base = {"doc": name, "category": row["category"], "shortcoming": bool(row["shortcoming"])}
+            records.append({**base, "block": "paragraph", "input": row["text"]})
+            if para is not None:
+                records.append({**base, "block": "document", "input": with_context(para.text, path_of[para.id])})
+    if not records:
+        raise FazhiError(str(gold_dir), "no body lines to calibrate on")
+    return records
+
+
+def _figures(cal: Calibration, cat: np.ndarray, sc: np.ndarray, yc: np.ndarray, ys: np.ndarray) -> dict:
+    pc, ps = cal.probabilities(cat, sc)
+    return {"category_ece": round(ece(pc.max(-1), pc.argmax(-1) == yc), 4),
+            "shortcoming_ece": round(ece(ps, ys), 4),
+            "shortcoming_f1": round(float(f1_score(ys, ps >= cal.shortcoming_threshold, zero_division=0)), 4)}
+
+
+def calibrate(model_dir: str | Path, gold_dir: str | Path, also: list[str | Path] = ()) -> dict:
+    """Fit the calibration of ``model_dir`` on ``gold_dir``, store it in its fazhi.json (and
+    in that of each directory in ``also``, e.g. the adapter the model is merged from) and
+    return the record: the calibration, and before/after figures (after: cross-fitted)."""
+    clf = BertClassifier.load(model_dir)
+    records = dev_inputs(gold_dir)
+    cat, sc = clf.logits([r["input"] for r in records])
+    label_id = {l: i for i, l in enumerate(clf.labels)}
+    unknown = sorted({r["category"] for r in records} - set(label_id))
+    if unknown:
+        raise FazhiError(str(gold_dir), f"categories the model does not know: {unknown}")
+    yc = np.array([label_id[r["category"]] for r in records])
+    ys = np.array([r["shortcoming"] for r in records])
+    cal = fit(cat, yc, sc, ys)
+
+    folds = np.array([fold_of(r["doc"]) for r in records])
+    probs_c, probs_s, thresholds = np.zeros_like(cat), np.zeros(len(records)), np.zeros(len(records))
+    for k in (0, 1):
+        train, test = folds != k, folds == k
+        if not train.any() or not test.any():
+            continue
+        part = fit(cat[train], yc[train], sc[train], ys[train])
+        probs_c[test], probs_s[test] = part.probabilities(cat[test], sc[test])
+        thresholds[test] = part.shortcoming_threshold
+    crossfit = {"category_ece": round(ece(probs_c.max(-1), probs_c.argmax(-1) == yc), 4),
+                "shortcoming_ece": round(ece(probs_s, ys), 4),
+                "shortcoming_f1": round(float(f1_score(ys, probs_s >= thresholds, zero_division=0)), 4)}
+    record = {"gold": str(gold_dir), "inputs": len(records), "calibration": cal.to_dict(),
+              "uncalibrated": _figures(Calibration(), cat, sc, yc, ys), "in_sample": _figures(cal, cat, sc, yc, ys),
+              "cross_fitted": crossfit if (folds == 0).any() and (folds == 1).any() else None}
+    for directory in (model_dir, *also):
+        path = Path(directory) / "fazhi.json"
+        meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        path.write_text(json.dumps({**meta, "calibration": cal.to_dict(), "calibration_record": record},
+                                   ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return record
