@@ -13,12 +13,15 @@ SOURCES    := corpora/synthetic/reports $(CORPORA)
 
 .PHONY: setup test demo serve bench bench-api release-model lint clean
 
-SHORTCOMING := $(RELEASE)/shortcoming
-FINDINGS   := build/findings/synthetic
-# the release recipe, shared by both adapters
-TRAIN_ARGS := --base-model $(BASE_MODEL) --epochs 5 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16
+ANNOTATED  := $(SHARED)/corpora/annotated
+# silver sources plus the human-labelled pages of annotated/train; annotated/dev is the
+# validation split (early stopping, calibration, the choice between models) and never trains
+MIXED      := build/corpus-mixed
+SILVER_ARGS  := --base-model $(BASE_MODEL) --epochs 5 --batch-size 32 --lr 4e-4 --max-length 192 --lora-r 16
+RELEASE_ARGS := --base-model $(BASE_MODEL) --init-adapter build/train-silver/adapter --silver-examples 2000 \
+                --human-weight 2 --epochs 3 --batch-size 32 --lr 2e-4 --max-length 160 --time-budget 1800
 
-setup: $(STAMP) $(RELEASE)/config.json $(RELEASE)/onnx/export.json $(SHORTCOMING)/onnx/export.json build/tfidf/tfidf.joblib
+setup: $(STAMP) $(RELEASE)/config.json $(RELEASE)/onnx/export.json build/tfidf/tfidf.joblib
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,25 +37,20 @@ $(STAMP): pyproject.toml Makefile
 build/e5-base/config.json: $(STAMP)
 	$(BIN)/fazhi models import-e5 --out build/e5-base
 
-# the release model: LoRA adapter + heads from git, merged into the base encoder
-$(RELEASE)/config.json: $(STAMP) $(BASE_MODEL)/config.json models/release/adapter_model.safetensors
+# the release model: LoRA adapter, heads and calibration from git, merged into the base encoder
+$(RELEASE)/config.json: $(STAMP) $(BASE_MODEL)/config.json models/release/adapter_model.safetensors models/release/fazhi.json
 	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --out $(RELEASE)
-
-# the release's shortcoming model (a second encoder, inside the release directory)
-$(SHORTCOMING)/config.json: $(STAMP) $(BASE_MODEL)/config.json models/release/shortcoming/adapter_model.safetensors
-	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --adapter models/release/shortcoming --out $(SHORTCOMING)
-
-$(SHORTCOMING)/onnx/export.json: $(SHORTCOMING)/config.json
-	$(BIN)/fazhi models export-onnx --model $(SHORTCOMING)
 
 # the fast CPU path: the release model in ONNX, smoothed int8 (the default) and float32, which re-scores inputs near a decision boundary
 $(RELEASE)/onnx/export.json: $(RELEASE)/config.json
 	$(BIN)/fazhi models export-onnx --model $(RELEASE)
 
-# the TF-IDF baseline, fitted on the silver corpus (a minute on 2 cores)
-build/tfidf/tfidf.joblib: $(STAMP) fazhi/data/taxonomy.yaml corpora/synthetic/bank.yaml
-	$(BIN)/fazhi corpus build $(SOURCES) --out build/corpus
-	$(BIN)/fazhi train --model-type tfidf --data build/corpus --out build/tfidf
+$(MIXED)/dataset_dict.json: $(STAMP) fazhi/data/taxonomy.yaml corpora/synthetic/bank.yaml
+	$(BIN)/fazhi corpus build $(SOURCES) $(ANNOTATED)/train --validation-sources $(ANNOTATED)/dev --out $(MIXED)
+
+# the TF-IDF baseline, fitted on silver and human rows as the release is (a minute on 2 cores)
+build/tfidf/tfidf.joblib: $(MIXED)/dataset_dict.json
+	$(BIN)/fazhi train --model-type tfidf --data $(MIXED) --out build/tfidf --human-weight 2
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -73,23 +71,21 @@ bench: setup
 bench-api: setup
 	$(BIN)/fazhi bench-api
 
-# rebuild the release's two adapters from the data in ../shared (about 140 minutes on 2 CPU cores, minutes on a GPU):
-# categories from the silver corpus; shortcomings from it plus reports with inspection findings, which train that head alone
-release-model: setup $(BASE_MODEL)/config.json
+# rebuild the release adapter from the data in ../shared (about 2 hours on 2 CPU cores, minutes on a GPU):
+# a LoRA adapter on the silver corpus, continued on silver and human rows, selected and calibrated on annotated/dev
+release-model: setup $(BASE_MODEL)/config.json $(MIXED)/dataset_dict.json
 	$(BIN)/fazhi corpus build $(SOURCES) --out build/corpus
-	$(BIN)/fazhi train --data build/corpus --out build/train-release $(TRAIN_ARGS)
-	cp build/train-release/adapter/adapter_* build/train-release/adapter/fazhi.json build/train-release/adapter/shortcoming_head.safetensors \
-	  build/train-release/training.json models/release/
-	$(BIN)/fazhi corpus synth --out $(FINDINGS) --count 30 --seed 1 --findings 0.4 --prefix findings
-	$(BIN)/fazhi corpus build corpora/synthetic/reports $(FINDINGS) $(CORPORA) --out build/corpus-findings
-	$(BIN)/fazhi train --data build/corpus-findings --out build/train-shortcoming $(TRAIN_ARGS) \
-	  --shortcoming-only synthetic/findings_
-	cp build/train-shortcoming/adapter/adapter_* build/train-shortcoming/adapter/fazhi.json \
-	  build/train-shortcoming/adapter/shortcoming_head.safetensors build/train-shortcoming/training.json models/release/shortcoming/
-	# the new adapters are newer than the merged models: their merge and export rules run again
-	$(MAKE) $(RELEASE)/onnx/export.json $(SHORTCOMING)/onnx/export.json
-	FAZHI_BACKEND=torch $(BIN)/fazhi evaluate --gold $(SHARED)/gold/dev --model $(RELEASE) > build/release-eval.json
-	$(BIN)/fazhi models card --eval build/release-eval.json --model $(RELEASE)
+	$(BIN)/fazhi train --data build/corpus --out build/train-silver $(SILVER_ARGS)
+	$(BIN)/fazhi train --data $(MIXED) --out build/train-release $(RELEASE_ARGS)
+	cp build/train-release/adapter/adapter_* build/train-release/adapter/fazhi.json \
+	  build/train-release/adapter/shortcoming_head.safetensors build/train-release/training.json models/release/
+	# the new adapter is newer than the merged model: its merge rule runs again
+	$(MAKE) $(RELEASE)/config.json
+	$(BIN)/fazhi models calibrate --model $(RELEASE) --gold $(ANNOTATED)/dev --adapter models/release
+	$(MAKE) $(RELEASE)/onnx/export.json
+	for gold in $(ANNOTATED)/dev $(SHARED)/gold/dev; do \
+	  FAZHI_BACKEND=torch $(BIN)/fazhi evaluate --gold $$gold --model $(RELEASE) --bootstrap 1000 > build/release-eval.json && \
+	  $(BIN)/fazhi models card --eval build/release-eval.json --model $(RELEASE) || exit 1; done
 
 lint: setup
 	$(BIN)/python -m compileall -q fazhi corpora models training serving

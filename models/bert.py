@@ -233,12 +233,6 @@ def length_batches(lengths: Sequence[int], batch_size: int, spread: float = 1.3,
     return batches
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of an (n, K) array."""
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def predictions(cat_probs: np.ndarray, sc_probs: np.ndarray, labels: list[str],
                 threshold: float = 0.5) -> list[Prediction]:
     """Turn probability arrays (n, K) and (n,) into :class:`Prediction` objects; a paragraph

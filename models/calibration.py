@@ -19,7 +19,8 @@ from scipy.optimize import minimize_scalar
 LOG_T_BOUNDS = (-3.0, 3.0)  # temperatures between 0.05 and 20
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of an (n, K) array."""
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
@@ -46,8 +47,8 @@ class Calibration:
     def probabilities(self, cat_logits: np.ndarray, sc_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Category logits (n, K) and shortcoming logits (n, 2) → category probabilities (n, K)
         and shortcoming probabilities (n,)."""
-        return (_softmax(cat_logits / self.category_temperature),
-                _softmax(sc_logits / self.shortcoming_temperature)[:, 1])
+        return (softmax(cat_logits / self.category_temperature),
+                softmax(sc_logits / self.shortcoming_temperature)[:, 1])
 
     def raw_threshold(self) -> float:
         """The threshold as an uncalibrated shortcoming probability (for re-scoring near it)."""
@@ -95,7 +96,7 @@ def fit(cat_logits: np.ndarray, cat_labels: np.ndarray, sc_logits: np.ndarray,
     """Temperatures per head by NLL, then the threshold on the calibrated shortcoming probability."""
     t_cat = fit_temperature(cat_logits, cat_labels)
     t_sc = fit_temperature(sc_logits, sc_labels.astype(int))
-    probs = _softmax(sc_logits / t_sc)[:, 1]
+    probs = softmax(sc_logits / t_sc)[:, 1]
     return Calibration(t_cat, t_sc, best_threshold(probs, sc_labels.astype(bool)))
 
 

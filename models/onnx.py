@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fazhi.errors import FazhiError
-from models.bert import SC_HEAD, BertClassifier, TwoHeads, softmax
-from models.calibration import Calibration
+from models.bert import SC_HEAD, BertClassifier, TwoHeads
+from models.calibration import Calibration, softmax
 
 if TYPE_CHECKING:
     from onnx import ModelProto

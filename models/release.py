@@ -33,13 +33,17 @@ def model_card(meta: dict, base_dir: str, paired: bool = False) -> str:
                                  "28,679 CJK/ASCII pieces (see shared/models/multilingual-e5-small-zh-q4/SOURCE.md); "
                                  f"merged from {base_dir}",
         "label_scheme": "fazhi taxonomy version 1", "labels": meta["labels"],
-        "training_data": "silver labels from `fazhi corpus build`: 120 synthetic reports (corpora/synthetic), statute "
-                         "articles (lawrefbook_laws, waystowork_admin_enforcement), provincial and national government "
-                         "work reports; split by document; the shared dev reports and gold were not used",
+        "training_data": "human labels of ../shared/corpora/annotated/train (real report pages, 2015-2025) and silver "
+                         "labels from `fazhi corpus build` (synthetic reports, statute articles, government work "
+                         "reports); selected and calibrated on ../shared/corpora/annotated/dev, never trained on it; "
+                         "the shared dev reports (gold/dev) were not used",
         "fine_tuning": f"LoRA r={training.get('args', {}).get('lora_r', 16)} on attention and FFN layers, pooler and "
                        "classifier trained in full; the shortcoming head scores every token and takes the maximum",
-        "metrics_command": "FAZHI_BACKEND=torch fazhi evaluate --gold ../shared/gold/dev --model build/release-model",
-        "metrics": meta.get("metrics") or {}, "date": datetime.date.today().isoformat(),
+        "metrics_command": "FAZHI_BACKEND=torch fazhi evaluate --gold ../shared/corpora/annotated/dev "
+                           "--model build/release-model --bootstrap 1000",
+        "metrics": meta.get("metrics") or {},
+        "calibration": meta.get("calibration") or {},
+        "date": datetime.date.today().isoformat(),
     }
     only = training.get("args", {}).get("shortcoming_only")
     if only:
@@ -99,20 +103,24 @@ def write_card(model_dir: Path, adapter_dir: Path, base_dir: str) -> Path:
 def record_metrics(evaluation_file: str | Path, adapter_dir: str | Path = ADAPTER_DIR,
                    model_dir: str | Path = "build/release-model") -> Path:
     """Store the block figures of an ``fazhi evaluate`` JSON in the adapter's fazhi.json (as
-    ``<gold dir name>_gold_<block>``) and rewrite the merged model's card with them."""
+    ``<gold dir's parent>_<gold dir>_<block>``, e.g. ``annotated_dev_document``, with the 95%
+    intervals where it has them) and rewrite the merged model's card with them."""
     evaluation_file, adapter_dir, model_dir = Path(evaluation_file), Path(adapter_dir), Path(model_dir)
     try:
         result = json.loads(evaluation_file.read_text(encoding="utf-8"))
-        gold = Path(result["gold"]).name
-        metrics = {f"{gold}_gold_{block}": {k: result[block][k] for k in ("category_macro_f1", "category_accuracy",
-                                                                          "shortcoming_f1")}
-                   for block in ("paragraph", "document")}
+        gold = Path(result["gold"])
+        keys = ("category_macro_f1", "category_accuracy", "shortcoming_f1", "category_ece", "shortcoming_ece")
+        metrics = {f"{gold.parent.name}_{gold.name}_{block}": {
+            **{k: result[block][k] for k in keys},
+            **({"interval_95": result[block]["interval"]} if "interval" in result[block] else {})}
+            for block in ("paragraph", "document")}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise FazhiError(str(evaluation_file), f"not an `fazhi evaluate` result ({type(err).__name__}: {err})") from None
     if not (model_dir / "fazhi.json").is_file():
         raise FazhiError(str(model_dir), "not a saved model directory (no fazhi.json)")
     meta_file = adapter_dir / "fazhi.json"
     meta = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps({**meta, "metrics": metrics}, ensure_ascii=False, indent=2) + "\n")
+    meta_file.write_text(json.dumps({**meta, "metrics": {**meta.get("metrics", {}), **metrics}},
+                                    ensure_ascii=False, indent=2) + "\n")
     base_dir = json.loads((model_dir / "fazhi.json").read_text()).get("base_model", "")
     return write_card(model_dir, adapter_dir, base_dir)

@@ -157,8 +157,8 @@ def test_adapter_merge_reproduces_the_trained_model(tiny_model, tiny_base, tmp_p
     done = subprocess.run(card_cmd + ["--eval", str(tmp_path / "eval.json")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     stored = json.loads((adapter / "fazhi.json").read_text())["metrics"]
-    assert stored["dev_gold_paragraph"]["category_macro_f1"] == result["paragraph"]["category_macro_f1"]
-    assert stored["dev_gold_document"]["shortcoming_f1"] == result["document"]["shortcoming_f1"]
+    assert stored["gold_dev_paragraph"]["category_macro_f1"] == result["paragraph"]["category_macro_f1"]
+    assert stored["gold_dev_document"]["shortcoming_f1"] == result["document"]["shortcoming_f1"]
     card = (merged / "README.md").read_text(encoding="utf-8")
     assert f"category_macro_f1: {result['document']['category_macro_f1']}" in card
     (tmp_path / "bad.json").write_text('{"paragraph": {}}', encoding="utf-8")
@@ -230,6 +230,18 @@ def test_release_model_tags_the_sample_report():
     assert by_text["（五）依法有效化解社会矛盾纠纷"].category == "dispute_resolution"
     assert by_text["（二）坚持依法科学民主决策"].category == "decision_making"
     assert any(r.shortcoming for r in preds) and not all(r.shortcoming for r in preds)
+
+
+def test_a_heading_that_names_problems_does_not_flag_the_achievements_under_it():
+    """The release's shortcoming head maxes over the paragraph's own tokens: the same achievement
+    stays unflagged under a problems heading, while a stated problem stays flagged under any heading."""
+    clf = load_classifier(None)
+    achievement = "组织执法人员培训考试3次，参训率100%，考试合格率98%。"
+    problem = "部分执法人员业务能力不足，执法不规范的问题仍然存在。"
+    problems_heading = ["三、存在的问题和不足", "（一）执法方面存在的问题"]
+    preds = clf.predict([achievement, achievement, problem, problem],
+                        [None, problems_heading, None, ["二、主要工作", "（一）严格规范公正文明执法"]])
+    assert [p.shortcoming for p in preds] == [False, False, True, True], [p.shortcoming_score for p in preds]
 
 
 @pytest.mark.slow

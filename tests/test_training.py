@@ -61,6 +61,20 @@ def test_validation_sources_are_the_validation_split_and_never_train(tmp_path):
         build([dev[0]], tmp_path / "bad", load_taxonomy(), validation_sources=[dev[0]], progress=False)
 
 
+def test_swapped_contexts_keep_the_label_and_take_the_other_labels_headings():
+    from training.train import swapped_contexts
+
+    rows = [{"text": f"t{i}", "kind": "body", "shortcoming": i % 4 == 0, "heading_path": [f"h{i % 4 == 0}-{i}"]}
+            for i in range(400)] + [{"text": "h", "kind": "heading", "shortcoming": False, "heading_path": []}]
+    swaps = swapped_contexts(rows, 0.5, seed=1)
+    assert 150 < len(swaps) < 250 and all(s["swapped"] and s["kind"] == "body" for s in swaps)
+    original = {r["text"]: r for r in rows}
+    for s in swaps:
+        assert s["shortcoming"] == original[s["text"]]["shortcoming"]  # the label is the paragraph's own
+        assert s["heading_path"][0].startswith(f"h{not s['shortcoming']}")  # headings of the other label
+    assert swapped_contexts(rows, 0.0, seed=1) == [] and swapped_contexts(rows, 0.5, seed=1) == swaps
+
+
 def test_ece_on_known_examples():
     from training.evaluate import ece
 

@@ -49,6 +49,9 @@ class TrainArgs:
     init_adapter: str | None = field(default=None, metadata={
         "help": "Continue from this LoRA adapter and heads (e.g. models/release) instead of fresh ones"})
     drop_context: float = field(default=0.5, metadata={"help": "Share of training inputs sent without their headings"})
+    context_swap: float = field(default=0.0, metadata={
+        "help": "Share of body rows trained once more, for the shortcoming head alone, under the headings of a row "
+                "with the other shortcoming label: the flag is the paragraph's own, never its headings'"})
     human_weight: float = field(default=1.0, metadata={
         "help": "Loss weight of rows with human labels (label_source human:…) relative to silver rows"})
     patience: int = field(default=2, metadata={"help": "Epochs without a better validation score before stopping"})
@@ -74,8 +77,9 @@ class TrainArgs:
         for name in ("epochs", "batch_size", "max_length"):
             if getattr(self, name) < 1:
                 raise FazhiError(f"--{name.replace('_', '-')}", f"must be positive, got {getattr(self, name)}")
-        if not 0 <= self.drop_context <= 1:
-            raise FazhiError("--drop-context", f"expected a share in [0, 1], got {self.drop_context}")
+        for name in ("drop_context", "context_swap"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise FazhiError(f"--{name.replace('_', '-')}", f"expected a share in [0, 1], got {getattr(self, name)}")
         if self.human_weight <= 0:
             raise FazhiError("--human-weight", f"must be positive, got {self.human_weight}")
 
@@ -111,6 +115,21 @@ def training_rows(args: TrainArgs, split) -> list[dict]:
 def row_weight(row: dict, args: TrainArgs) -> float:
     """A row's loss weight: its label confidence, times ``human_weight`` for human labels."""
     return float(row["confidence"]) * (args.human_weight if row["label_source"].startswith(HUMAN) else 1.0)
+
+
+def swapped_contexts(rows: list[dict], share: float, seed: int) -> list[dict]:
+    """Copies of a ``share`` of the body rows, each under the heading path of a random row with
+    the other shortcoming label, marked ``swapped`` (they train the shortcoming head alone).
+
+    Paragraphs under "存在的问题" mostly state problems, so a model can learn to flag whatever
+    stands under such a heading; the same paragraph under the headings of the other label,
+    with its own label, teaches it that the flag lies in the paragraph's words.
+    """
+    rng = random.Random(seed)
+    paths = {flag: [r["heading_path"] for r in rows if r["heading_path"] and bool(r["shortcoming"]) == flag]
+             for flag in (False, True)}
+    return [{**r, "heading_path": rng.choice(paths[not r["shortcoming"]]), "swapped": True}
+            for r in rows if r["kind"] == "body" and paths[not r["shortcoming"]] and rng.random() < share]
 
 
 def load_base(base_model: str, labels: list[str]):
@@ -189,6 +208,8 @@ class KeepBest(TrainerCallback):
         self.best, self.best_state, self.bad, self.history = -1.0, None, 0, []
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.history and self.history[-1]["step"] == state.global_step:
+            return  # the time budget's evaluation, repeated by the epoch's end
         score = metrics[self.metric]
         self.history.append({"epoch": round(state.epoch or 0, 2), "step": state.global_step,
                              **{k.removeprefix("eval_"): round(v, 4) for k, v in metrics.items()
@@ -265,15 +286,16 @@ def train(args: TrainArgs) -> dict:
 
     def table(rs: list[dict], drop: float) -> Dataset:
         return Dataset.from_list([{
-            "text": r["text"], "heading_path": list(r["heading_path"] or []), "drop": drop,
+            "text": r["text"], "heading_path": list(r["heading_path"] or []), "drop": 0.0 if r.get("swapped") else drop,
             "category_id": label_id[r["category"]], "shortcoming": bool(r["shortcoming"]),
-            "category_weight": 0.0 if _shortcoming_only(r, args.shortcoming_only) else 1.0,
+            "category_weight": 0.0 if r.get("swapped") or _shortcoming_only(r, args.shortcoming_only) else 1.0,
             "weight": row_weight(r, args), "length": len(r["text"]) + sum(map(len, r["heading_path"] or []))}
             for r in rs])
 
     from datasets import concatenate_datasets
 
     cat_rows = [r for r in rows if not _shortcoming_only(r, args.shortcoming_only)]
+    swaps = swapped_contexts(rows, args.context_swap, args.seed)
     keep_best = KeepBest(heads, args.patience)
     training_args = TrainingArguments(
         output_dir=str(Path(args.out) / "trainer"), num_train_epochs=args.epochs, learning_rate=args.lr,
@@ -284,7 +306,8 @@ def train(args: TrainArgs) -> dict:
         logging_strategy="epoch", report_to="none", disable_tqdm=not args.progress, use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0)
     trainer = TwoHeadTrainer(
-        model=heads, args=training_args, train_dataset=table(rows, args.drop_context),
+        model=heads, args=training_args,
+        train_dataset=table(rows + swaps, args.drop_context),
         eval_dataset=concatenate_datasets([table(val, 0.0), table(val, 1.0)]),
         data_collator=Collator(tokenizer, args.max_length, args.seed), compute_metrics=selection_metrics(labels),
         callbacks=[keep_best, TimeBudget(args.time_budget)],
@@ -298,7 +321,8 @@ def train(args: TrainArgs) -> dict:
 
     out = Path(args.out)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    summary = {"args": asdict(args), "labels": labels, "train_examples": len(rows), "validation_examples": len(val),
+    summary = {"args": asdict(args), "labels": labels, "train_examples": len(rows), "swapped_context_rows": len(swaps),
+               "validation_examples": len(val),
                "history": keep_best.history, "train_losses": losses, "best_validation_score": round(keep_best.best, 4),
                "train_seconds": round(elapsed, 1),
                "train_paragraphs_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 2),
