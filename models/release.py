@@ -33,10 +33,12 @@ def model_card(meta: dict, base_dir: str, paired: bool = False) -> str:
                                  "28,679 CJK/ASCII pieces (see shared/models/multilingual-e5-small-zh-q4/SOURCE.md); "
                                  f"merged from {base_dir}",
         "label_scheme": "fazhi taxonomy version 1", "labels": meta["labels"],
-        "training_data": "human labels of ../shared/corpora/annotated/train (real report pages, 2015-2025) and silver "
-                         "labels from `fazhi corpus build` (synthetic reports, statute articles, government work "
-                         "reports); selected and calibrated on ../shared/corpora/annotated/dev, never trained on it; "
-                         "the shared dev reports (gold/dev) were not used",
+        "training_data": ("human labels of ../shared/corpora/annotated/train (real report pages, 2015-2025)"
+                          if training.get("args", {}).get("include_sources") == "human" else
+                          "silver labels from `fazhi corpus build` (synthetic reports, statute articles, government "
+                          "work reports) and the human labels of ../shared/corpora/annotated/train")
+                         + "; selected and calibrated on ../shared/corpora/annotated/dev, never trained on it; "
+                           "the shared dev reports (gold/dev) were not used",
         "fine_tuning": f"LoRA r={training.get('args', {}).get('lora_r', 16)} on attention and FFN layers, pooler and "
                        "classifier trained in full; the shortcoming head scores every token and takes the maximum",
         "metrics_command": "FAZHI_BACKEND=torch fazhi evaluate --gold ../shared/corpora/annotated/dev "
@@ -56,7 +58,8 @@ def model_card(meta: dict, base_dir: str, paired: bool = False) -> str:
             "`fazhi classify --model dir` also applies the shortcoming head (`shortcoming_head.safetensors`)"
             + (" of the second model in `shortcoming/`, which fazhi loads with it; the metrics are the pair's"
                if paired else "") + ".\n\n"
-            f"Validation split during training: {training.get('history', [{}])[-1].get('validation')}\n")
+            f"Best validation score during training: {training.get('best_validation_score')} "
+            f"(history: {training.get('history')})\n")
 
 
 def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, out_dir: str | Path = "build/release-model") -> Path:
