@@ -259,7 +259,7 @@ def selection_metrics(labels: list[str]):
 
 def train(args: TrainArgs) -> dict:
     """Train, keep the best evaluation on validation, save to ``args.out``; return the training record."""
-    from datasets import Dataset
+    from datasets import Dataset, concatenate_datasets
 
     from corpora.dataset import load
     from corpora.taxonomy import load_taxonomy
@@ -291,8 +291,6 @@ def train(args: TrainArgs) -> dict:
             "category_weight": 0.0 if r.get("swapped") or _shortcoming_only(r, args.shortcoming_only) else 1.0,
             "weight": row_weight(r, args), "length": len(r["text"]) + sum(map(len, r["heading_path"] or []))}
             for r in rs])
-
-    from datasets import concatenate_datasets
 
     cat_rows = [r for r in rows if not _shortcoming_only(r, args.shortcoming_only)]
     swaps = swapped_contexts(rows, args.context_swap, args.seed)
