@@ -170,7 +170,7 @@ def classify(
 ) -> None:
     """Tag paragraphs: JSONL in ({"text", "heading_path"?}), JSONL out, one line per input with text."""
     from corpora.reader import iter_jsonl
-    from models.base import load_classifier
+    from models.base import check_unicode, load_classifier
 
     stream = input.open(encoding="utf-8") if input else sys.stdin
     name = str(input) if input else "<stdin>"
@@ -183,6 +183,11 @@ def classify(
         path = row.get("heading_path")
         if path is not None and not (isinstance(path, list) and all(isinstance(h, str) for h in path)):
             raise FazhiError(f"{name}:{n}", "'heading_path' must be a list of strings")
+        for field, value in (("text", row["text"]), *(("heading_path", h) for h in path or [])):
+            try:
+                check_unicode(value)
+            except ValueError as err:
+                raise FazhiError(f"{name}:{n}", f"'{field}' {err}") from None
         texts.append(row["text"])
         paths.append(path)
     clf = load_classifier(model)

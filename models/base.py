@@ -58,6 +58,16 @@ def load_classifier(spec: str | Path | None = None) -> Classifier:
     return resolve(spec)
 
 
+def check_unicode(value: str) -> str:
+    """``value`` unchanged, or ValueError when it holds a lone surrogate (JSON's "\\ud800"), which
+    no tokenizer can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone surrogate, not valid Unicode text") from None
+    return value
+
+
 def check_inputs(texts: Sequence[str], heading_paths: HeadingPaths) -> list[Sequence[str] | None]:
     if heading_paths is not None and len(heading_paths) != len(texts):
         raise FazhiError("heading_paths", f"got {len(heading_paths)} heading paths for {len(texts)} texts")

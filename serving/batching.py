@@ -86,10 +86,8 @@ class Batcher:
             paths = [p for j in jobs for p in j.paths]
             try:
                 preds = await self.run(self.clf.predict, texts, paths)
-            except Exception as err:  # noqa: BLE001 - handed to every waiting request
-                for j in jobs:
-                    if not j.future.done():
-                        j.future.set_exception(err)
+            except Exception as err:  # noqa: BLE001 - handed to the requests that caused it
+                await self._alone(jobs, err)
                 continue
             self.batches += 1
             start = 0
@@ -97,3 +95,22 @@ class Batcher:
                 if not j.future.done():  # the client may have gone away
                     j.future.set_result(preds[start:start + len(j.texts)])
                 start += len(j.texts)
+
+    async def _alone(self, jobs: list[_Job], err: Exception) -> None:
+        """After a merged call failed: each request again on its own, so that one bad input
+        fails its own request and never another's."""
+        if len(jobs) == 1:
+            if not jobs[0].future.done():
+                jobs[0].future.set_exception(err)
+            return
+        for j in jobs:
+            if j.future.done():
+                continue
+            try:
+                preds = await self.run(self.clf.predict, j.texts, j.paths)
+            except Exception as own:  # noqa: BLE001 - this request's own failure
+                j.future.set_exception(own)
+                continue
+            self.batches += 1
+            if not j.future.done():
+                j.future.set_result(preds)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-Text = Annotated[str, StringConstraints(min_length=1)]
+from models.base import check_unicode
+
+HEADINGS_MAX, HEADING_MAX_CHARS = 16, 500  # the model reads the last two headings; deeper outlines are not reports
+Text = Annotated[str, StringConstraints(min_length=1), AfterValidator(check_unicode)]
+Heading = Annotated[str, StringConstraints(max_length=HEADING_MAX_CHARS), AfterValidator(check_unicode)]
 # the years a report may carry; the paragraph filter takes the same range, so no query reaches SQLite unbounded
 YEAR_MIN, YEAR_MAX = 1949, 2100
 
@@ -14,7 +18,8 @@ YEAR_MIN, YEAR_MAX = 1949, 2100
 class ParagraphIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: Text
-    heading_path: list[str] | None = Field(None, description="Headings above the paragraph, outermost first")
+    heading_path: list[Heading] | None = Field(None, max_length=HEADINGS_MAX,
+                                               description="Headings above the paragraph, outermost first")
 
 
 class ClassifyRequest(BaseModel):

@@ -78,6 +78,48 @@ def test_classify_bad_bodies(client, payload, words):
     assert_error(client.post("/v1/classify", json=payload), 422, *words)
 
 
+def test_lone_surrogates_and_oversized_headings_are_rejected(client):
+    bad = b'{"paragraphs": [{"text": "\\u4f9d\\u6cd5", "heading_path": ["\\ud800"]}]}'
+    assert_error(client.post("/v1/classify", content=bad, headers={"content-type": "application/json"}), 422,
+                 "paragraphs.0")
+    assert_error(client.post("/v1/classify", content=b'{"paragraphs": ["\\udc00"]}',
+                             headers={"content-type": "application/json"}), 422, "paragraphs.0", "unicode")
+    assert_error(client.post("/v1/classify", json={"paragraphs": [{"text": "x", "heading_path": ["长" * 501]}]}), 422,
+                 "paragraphs")
+    assert_error(client.post("/v1/classify", json={"paragraphs": [{"text": "x", "heading_path": ["一"] * 17}]}), 422,
+                 "paragraphs")
+    assert client.post("/v1/classify", json={"paragraphs": [{"text": "x", "heading_path": ["一"] * 16}]}).status_code == 200
+
+
+def test_one_failing_request_never_fails_another_in_its_batch():
+    """Requests merged into one model call: the call fails on one input; every other request
+    gets its labels, the bad one its own error."""
+    rules = load_classifier("rules")
+
+    class FailsOnMarker:
+        name, labels = rules.name, rules.labels
+
+        def predict(self, texts, heading_paths=None):
+            if any("BAD" in t for t in texts):
+                raise TypeError("cannot tokenize")
+            return rules.predict(texts, heading_paths)
+
+    async def scenario():
+        batcher = Batcher(FailsOnMarker(), max_wait_ms=200)
+        await batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.predict([t]) for t in ["依法行政", "BAD", "行政复议", "执法"]),
+                                        return_exceptions=True), batcher.batches
+        finally:
+            await batcher.stop()
+
+    results, batches = asyncio.run(scenario())
+    assert isinstance(results[1], TypeError)
+    assert [r[0].category for i, r in enumerate(results) if i != 1] == [p.category for p in rules.predict(
+        ["依法行政", "行政复议", "执法"])]
+    assert batches == 3  # the merged call failed; the three good requests ran alone
+
+
 def test_classify_malformed_json_and_limits(tmp_path):
     with make_client(tmp_path, max_paragraphs=3, max_paragraph_chars=50, max_body_bytes=2000) as c:
         r = c.post("/v1/classify", content=b'{"paragraphs": [', headers={"content-type": "application/json"})

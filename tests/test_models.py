@@ -181,6 +181,15 @@ def test_bad_model_inputs(tmp_path):
     assert result.returncode == 2 and "invalid choice: 'svm'" in result.stderr
 
 
+def test_classify_rejects_lone_surrogates_in_one_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "依法行政"}\n{"text": "依法", "heading_path": ["\\ud800"]}\n', encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "fazhi.cli", "classify", "--model", "rules", "--input", str(bad)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == f"fazhi: error: {bad}:2: 'heading_path' contains a lone surrogate, not valid Unicode text"
+
+
 def test_empty_training_data(tmp_path):
     from datasets import Dataset, DatasetDict
 
