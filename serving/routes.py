@@ -74,7 +74,7 @@ async def model_info(request: Request) -> s.ModelInfo:
 # --- classification ---------------------------------------------------------------------------------------------
 
 @router.post("/v1/classify", tags=["classify"], response_model=s.ClassifyResponse, responses=_ERRORS,
-             summary="Tag paragraphs sent alone or with their heading path")
+             dependencies=[Depends(read_access)], summary="Tag paragraphs sent alone or with their heading path")
 async def classify(body: s.ClassifyRequest, request: Request) -> s.ClassifyResponse:
     settings = request.app.state.settings
     if len(body.paragraphs) > settings.max_paragraphs:

@@ -233,6 +233,10 @@ def test_protected_reads(tmp_path):
     with make_client(tmp_path, protect_reads=True) as c:
         assert_error(c.get("/v1/paragraphs"), 401)
         assert c.get("/v1/paragraphs", headers=KEY).status_code == 200
+        # classification is a read, and the most expensive one
+        assert_error(c.post("/v1/classify", json={"paragraphs": ["依法行政"]}), 401)
+        assert_error(c.post("/v1/classify", json={"paragraphs": ["依法行政"]}, headers={"X-API-Key": "wrong"}), 403)
+        assert c.post("/v1/classify", json={"paragraphs": ["依法行政"]}, headers=KEY).status_code == 200
         assert c.get("/healthz").status_code == 200
 
 
