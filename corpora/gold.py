@@ -14,6 +14,7 @@ from typing import Iterator
 
 from corpora.document import Document, Paragraph
 from corpora.outline import parse_text
+from corpora.reader import iter_jsonl
 from fazhi.errors import FazhiError
 
 GOLD_FIELDS = ("i", "text", "kind", "category", "shortcoming")
@@ -36,14 +37,12 @@ def read_gold_file(path: str | Path) -> list[dict]:
     """One gold file's rows, sorted by line number ``i``."""
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            rows.append({k: row[k] for k in GOLD_FIELDS})
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise FazhiError(f"{path}:{n + 1}", f"not a gold line ({type(err).__name__}: {err})") from None
+    with path.open(encoding="utf-8") as fh:
+        for n, row in iter_jsonl(fh, str(path)):
+            try:
+                rows.append({k: row[k] for k in GOLD_FIELDS})
+            except (KeyError, TypeError) as err:
+                raise FazhiError(f"{path}:{n}", f"not a gold line ({type(err).__name__}: {err})") from None
     return sorted(rows, key=lambda r: r["i"])
 
 

@@ -11,7 +11,7 @@ Both the torch and the ONNX paths turn logits into probabilities here, so they a
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -94,10 +94,10 @@ def best_threshold(probs: np.ndarray, positive: np.ndarray) -> float:
 def fit(cat_logits: np.ndarray, cat_labels: np.ndarray, sc_logits: np.ndarray,
         sc_labels: np.ndarray) -> Calibration:
     """Temperatures per head by NLL, then the threshold on the calibrated shortcoming probability."""
-    t_cat = fit_temperature(cat_logits, cat_labels)
-    t_sc = fit_temperature(sc_logits, sc_labels.astype(int))
-    probs = softmax(sc_logits / t_sc)[:, 1]
-    return Calibration(t_cat, t_sc, best_threshold(probs, sc_labels.astype(bool)))
+    temperatures = Calibration(fit_temperature(cat_logits, cat_labels),
+                               fit_temperature(sc_logits, sc_labels.astype(int)))
+    _, probs = temperatures.probabilities(cat_logits, sc_logits)
+    return replace(temperatures, shortcoming_threshold=best_threshold(probs, sc_labels.astype(bool)))
 
 
 def fold_of(group: str, folds: int = 2, seed: int = 13) -> int:

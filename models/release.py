@@ -40,9 +40,11 @@ def model_card(meta: dict, base_dir: str, paired: bool = False) -> str:
                          + "; selected and calibrated on ../shared/corpora/annotated/dev, never trained on it; "
                            "the shared dev reports (gold/dev) were not used",
         "fine_tuning": f"LoRA r={training.get('args', {}).get('lora_r', 16)} on attention and FFN layers, pooler and "
-                       "classifier trained in full; the shortcoming head scores every token and takes the maximum",
-        "metrics_command": "FAZHI_BACKEND=torch fazhi evaluate --gold ../shared/corpora/annotated/dev "
-                           "--model build/release-model --bootstrap 1000",
+                       "classifier trained in full; the shortcoming head scores every token of the paragraph (not of its "
+                       "headings) and takes the maximum",
+        "metrics_command": "FAZHI_BACKEND=torch fazhi evaluate --gold GOLD --model build/release-model "
+                           "--bootstrap 1000, GOLD = ../shared/corpora/annotated/dev (metrics annotated_dev_*) and "
+                           "../shared/gold/dev (gold_dev_*)",
         "metrics": meta.get("metrics") or {},
         "calibration": meta.get("calibration") or {},
         "date": datetime.date.today().isoformat(),

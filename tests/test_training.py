@@ -108,6 +108,10 @@ def test_calibration_is_fitted_stored_and_applied_by_both_backends(tiny_model, t
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model[0], model_dir)
     raw = BertClassifier.load(model_dir).predict(TEXTS)
+    before = (model_dir / "fazhi.json").read_text()
+    with pytest.raises(FazhiError, match="no such directory"):
+        calibrate(model_dir, GOLD_DIR, [tmp_path / "missing"])
+    assert (model_dir / "fazhi.json").read_text() == before  # nothing stored before the error
     record = calibrate(model_dir, GOLD_DIR)
     cal = Calibration.from_meta(json.loads((model_dir / "fazhi.json").read_text()))
     assert cal.to_dict() == record["calibration"] and cal != Calibration()

@@ -42,17 +42,22 @@ def dev_inputs(gold_dir: str | Path) -> list[dict]:
     return records
 
 
-def _figures(cal: Calibration, cat: np.ndarray, sc: np.ndarray, yc: np.ndarray, ys: np.ndarray) -> dict:
-    pc, ps = cal.probabilities(cat, sc)
-    return {"category_ece": round(ece(pc.max(-1), pc.argmax(-1) == yc), 4),
-            "shortcoming_ece": round(ece(ps, ys), 4),
-            "shortcoming_f1": round(float(f1_score(ys, ps >= cal.shortcoming_threshold, zero_division=0)), 4)}
+def _figures(cat_probs: np.ndarray, sc_probs: np.ndarray, threshold: float | np.ndarray, yc: np.ndarray,
+             ys: np.ndarray) -> dict:
+    """ECE of both heads and shortcoming F1 of probabilities (n, K) and (n,) against labels (n,);
+    ``threshold`` is one value or one per row."""
+    return {"category_ece": round(ece(cat_probs.max(-1), cat_probs.argmax(-1) == yc), 4),
+            "shortcoming_ece": round(ece(sc_probs, ys), 4),
+            "shortcoming_f1": round(float(f1_score(ys, sc_probs >= threshold, zero_division=0)), 4)}
 
 
 def calibrate(model_dir: str | Path, gold_dir: str | Path, also: list[str | Path] = ()) -> dict:
     """Fit the calibration of ``model_dir`` on ``gold_dir``, store it in its fazhi.json (and
     in that of each directory in ``also``, e.g. the adapter the model is merged from) and
     return the record: the calibration, and before/after figures (after: cross-fitted)."""
+    for directory in also:
+        if not Path(directory).is_dir():
+            raise FazhiError(str(directory), "no such directory to store the calibration in")
     clf = BertClassifier.load(model_dir)
     records = dev_inputs(gold_dir)
     cat, sc = clf.logits([r["input"] for r in records])
@@ -73,12 +78,11 @@ def calibrate(model_dir: str | Path, gold_dir: str | Path, also: list[str | Path
         part = fit(cat[train], yc[train], sc[train], ys[train])
         probs_c[test], probs_s[test] = part.probabilities(cat[test], sc[test])
         thresholds[test] = part.shortcoming_threshold
-    crossfit = {"category_ece": round(ece(probs_c.max(-1), probs_c.argmax(-1) == yc), 4),
-                "shortcoming_ece": round(ece(probs_s, ys), 4),
-                "shortcoming_f1": round(float(f1_score(ys, probs_s >= thresholds, zero_division=0)), 4)}
     record = {"gold": str(gold_dir), "inputs": len(records), "calibration": cal.to_dict(),
-              "uncalibrated": _figures(Calibration(), cat, sc, yc, ys), "in_sample": _figures(cal, cat, sc, yc, ys),
-              "cross_fitted": crossfit if (folds == 0).any() and (folds == 1).any() else None}
+              **{name: _figures(*c.probabilities(cat, sc), c.shortcoming_threshold, yc, ys)
+                 for name, c in (("uncalibrated", Calibration()), ("in_sample", cal))},
+              "cross_fitted": _figures(probs_c, probs_s, thresholds, yc, ys)
+              if (folds == 0).any() and (folds == 1).any() else None}
     for directory in (model_dir, *also):
         path = Path(directory) / "fazhi.json"
         meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
