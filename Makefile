@@ -45,7 +45,7 @@ $(RELEASE)/config.json: $(STAMP) $(BASE_MODEL)/config.json models/release/adapte
 $(RELEASE)/onnx/export.json: $(RELEASE)/config.json
 	$(BIN)/fazhi models export-onnx --model $(RELEASE)
 
-$(MIXED)/dataset_dict.json: $(STAMP) fazhi/data/taxonomy.yaml corpora/synthetic/bank.yaml
+$(MIXED)/dataset_dict.json: $(STAMP) fazhi/data/taxonomy.yaml fazhi/data/bank.yaml
 	$(BIN)/fazhi corpus build $(SOURCES) $(ANNOTATED)/train --validation-sources $(ANNOTATED)/dev --out $(MIXED)
 
 # the TF-IDF baseline, fitted on silver and human rows as the release is (a minute on 2 cores)

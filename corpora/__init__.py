@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corpora.document import Document, Paragraph
-from corpora.outline import parse_text, to_markdown
-from corpora.reader import read_text
+from fazhi.corpora.document import Document, Paragraph
+from fazhi.corpora.outline import parse_text, to_markdown
+from fazhi.corpora.reader import read_text
 
 
 def read_document(path: str | Path, max_bytes: int | None = None) -> Document:

@@ -10,12 +10,12 @@ from typing import Iterable, Iterator
 
 from tqdm import tqdm
 
-from corpora import read_document
-from corpora.distant import corpus_examples
-from corpora.gold import human_examples, is_gold_file
-from corpora.labelling import contexts_for_document, label
-from corpora.reader import SUPPORTED, iter_jsonl
-from corpora.taxonomy import Taxonomy
+from fazhi.corpora import read_document
+from fazhi.corpora.distant import corpus_examples
+from fazhi.corpora.gold import human_examples, is_gold_file
+from fazhi.corpora.labelling import contexts_for_document, label
+from fazhi.corpora.reader import SUPPORTED, iter_jsonl
+from fazhi.corpora.taxonomy import Taxonomy
 from fazhi.errors import FazhiError
 
 COLUMNS = ["text", "category", "shortcoming", "confidence", "doc_id", "heading_path", "kind", "label_source"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from corpora.taxonomy import Taxonomy
+from fazhi.corpora.taxonomy import Taxonomy
 
 # Statute subject → category. The 纲要 and the 督察规定 are the texts reports answer
 # to, not examples of any one area, so they are left out.

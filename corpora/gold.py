@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from corpora.document import Document, Paragraph
-from corpora.outline import parse_text
-from corpora.reader import iter_jsonl
+from fazhi.corpora.document import Document, Paragraph
+from fazhi.corpora.outline import parse_text
+from fazhi.corpora.reader import iter_jsonl
 from fazhi.errors import FazhiError
 
 GOLD_FIELDS = ("i", "text", "kind", "category", "shortcoming")

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corpora.document import Document
-from corpora.outline import match_marker, split_title
-from corpora.taxonomy import Taxonomy
+from fazhi.corpora.document import Document
+from fazhi.corpora.outline import match_marker, split_title
+from fazhi.corpora.taxonomy import Taxonomy
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from corpora.document import Document, Paragraph
+from fazhi.corpora.document import Document, Paragraph
 
 _CN = "一二三四五六七八九十百"
 MARKERS: list[tuple[str, re.Pattern[str]]] = [

@@ -1,5 +1,5 @@
 """Write synthetic training reports in the genre, from the sentence bank in
-``corpora/synthetic/bank.yaml``: varied regions, years, outline styles, sections
+``fazhi/data/bank.yaml``: varied regions, years, outline styles, sections
 of achievements, shortcomings and plans, and the page furniture real sites add.
 
 They are for training only (``label_source`` starts with ``synthetic``) and never
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from fazhi.data import BANK
 from fazhi.errors import FazhiError
 
-BANK = Path(__file__).resolve().parent / "synthetic" / "bank.yaml"
 CN = "一二三四五六七八九十"
 
 

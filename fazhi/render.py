@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 
 from fazhi.plotting import use_cjk_font
-from models.digest import Digest
+from fazhi.models.digest import Digest
 
 
 def coverage_chart(digest: Digest, names: dict[str, str]) -> bytes:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from corpora.document import Document
+from fazhi.corpora.document import Document
 from fazhi.errors import FazhiError
 
 HeadingPaths = Sequence[Sequence[str] | None] | None
@@ -53,7 +53,7 @@ def tagged_paragraphs(doc: Document, preds: Sequence[Prediction]) -> list[dict]:
 
 def load_classifier(spec: str | Path | None = None) -> Classifier:
     """``rules``, ``tfidf`` (the trained baseline), or a model directory (default: the release model)."""
-    from models.registry import resolve
+    from fazhi.models.registry import resolve
 
     return resolve(spec)
 

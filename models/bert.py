@@ -21,8 +21,8 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from fazhi.errors import FazhiError
-from models.base import HeadingPaths, Prediction, check_inputs
-from models.calibration import Calibration
+from fazhi.models.base import HeadingPaths, Prediction, check_inputs
+from fazhi.models.calibration import Calibration
 
 CONTEXT_SEP = " ｜ "
 SC_HEAD = "shortcoming_head.safetensors"

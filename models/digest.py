@@ -15,11 +15,11 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from corpora.document import Document, Paragraph
-from corpora.sentences import split_sentences
-from corpora.taxonomy import Taxonomy, load_taxonomy
+from fazhi.corpora.document import Document, Paragraph
+from fazhi.corpora.sentences import split_sentences
+from fazhi.corpora.taxonomy import Taxonomy, load_taxonomy
 from fazhi.errors import FazhiError
-from models.base import Classifier, Prediction
+from fazhi.models.base import Classifier, Prediction
 
 SUMMARY_CHARS = 300
 HIGHLIGHTS_PER_CATEGORY = 2

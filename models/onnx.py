@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fazhi.errors import FazhiError
-from models.bert import SC_HEAD, BertClassifier, TwoHeads
-from models.calibration import Calibration, softmax
+from fazhi.models.bert import SC_HEAD, BertClassifier, TwoHeads
+from fazhi.models.calibration import Calibration, softmax
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -47,10 +47,10 @@ SMOOTH_ALPHA = 0.8  # how much of an activation channel's range moves into the w
 
 def calibration_inputs(n_reports: int = CALIBRATION_REPORTS) -> list[str]:
     """Model inputs for calibration, deterministic: paragraphs of synthetic reports, alone and in context."""
-    from corpora import parse_text
-    from corpora.synthesis import generate_report
-    from models.base import document_inputs
-    from models.bert import with_context
+    from fazhi.corpora import parse_text
+    from fazhi.corpora.synthesis import generate_report
+    from fazhi.models.base import document_inputs
+    from fazhi.models.bert import with_context
 
     inputs = []
     for seed in range(n_reports):

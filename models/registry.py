@@ -45,7 +45,7 @@ def model_card(spec: str | Path | None) -> tuple[dict, dict]:
 
 
 def resolve(spec: str | Path | None):
-    from models.rules import RulesClassifier
+    from fazhi.models.rules import RulesClassifier
 
     path = model_dir(spec)
     if path is None:
@@ -54,26 +54,23 @@ def resolve(spec: str | Path | None):
         hint = " (run `make setup` to build the release model)" if path == default_model_dir() else ""
         raise FazhiError(str(path), f"model directory not found{hint}")
     if (path / "tfidf.joblib").is_file():
-        from models.tfidf import TfidfClassifier
+        from fazhi.models.tfidf import TfidfClassifier
 
         return TfidfClassifier.load(path)
     if (path / "config.json").is_file():
-        from models.paired import PairedClassifier, shortcoming_dir
-
-        inner = shortcoming_dir(path)
-        return PairedClassifier(_bert(path), _bert(inner)) if inner else _bert(path)
+        return _bert(path)
     raise FazhiError(str(path), "not a model directory (no config.json or tfidf.joblib)")
 
 
 def _bert(path: Path):
     """A saved BERT model on the backend ``$FAZHI_BACKEND`` asks for (auto: ONNX where exported)."""
-    from models.bert import BertClassifier
+    from fazhi.models.bert import BertClassifier
 
     backend = os.environ.get("FAZHI_BACKEND", "auto")
     if backend not in ("auto", "onnx", "torch"):
         raise FazhiError("FAZHI_BACKEND", f"expected auto, onnx or torch, got {backend!r}")
     if backend != "torch":
-        from models.onnx import load_fast
+        from fazhi.models.onnx import load_fast
 
         fast, why = load_fast(path)
         if fast is not None:

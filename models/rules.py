@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from corpora.labelling import context_for, label
-from corpora.taxonomy import Taxonomy, load_taxonomy
-from models.base import HeadingPaths, Prediction, check_inputs
+from fazhi.corpora.labelling import context_for, label
+from fazhi.corpora.taxonomy import Taxonomy, load_taxonomy
+from fazhi.models.base import HeadingPaths, Prediction, check_inputs
 
 
 class RulesClassifier:

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from fazhi.errors import FazhiError
-from models.base import HeadingPaths, Prediction, check_inputs
+from fazhi.models.base import HeadingPaths, Prediction, check_inputs
 
 
 def join_context(text: str, heading_path: Sequence[str] | None) -> str:

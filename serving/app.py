@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fazhi.errors import FazhiError
-from serving.auth import load_key_hashes
+from fazhi.serving.auth import load_key_hashes
 
 log = logging.getLogger("fazhi.access")
 
@@ -74,10 +74,10 @@ def error_response(status: int, message: str, code: str | None = None, headers: 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application; the model and the store are opened when it starts (lifespan)."""
-    from models.base import load_classifier
-    from serving.batching import Batcher
-    from serving.routes import router
-    from serving.store import open_store
+    from fazhi.models.base import load_classifier
+    from fazhi.serving.batching import Batcher
+    from fazhi.serving.routes import router
+    from fazhi.serving.store import open_store
 
     settings = settings or Settings.from_env()
     key_hashes = load_key_hashes(settings.key_file, settings.api_keys_env)  # bad key file: fail before serving

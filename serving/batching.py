@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
-from models.base import Classifier, HeadingPaths, Prediction
+from fazhi.models.base import Classifier, HeadingPaths, Prediction
 
 T = TypeVar("T")
 

@@ -25,8 +25,6 @@ import numpy as np
 
 from fazhi.errors import FazhiError
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -55,7 +53,7 @@ def running_server(model: str | None, batching: bool = True, work: Path | None =
            "--batching" if batching else "--no-batching"] + (["--model", model] if model else [])
     # the log goes to a file: an unread pipe would fill up and stall the server
     with log_path.open("wb") as log:
-        server = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log,
+        server = subprocess.Popen(cmd, stdout=log, stderr=log,
                                   env={**os.environ, "FAZHI_API_KEYS": api_keys, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
     try:

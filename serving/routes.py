@@ -10,14 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 
-from corpora import parse_text
-from corpora.reader import SUPPORTED, read_bytes
-from corpora.taxonomy import load_taxonomy
-from models.base import document_inputs, tagged_paragraphs
-from models.digest import Digest, build_digest
-from serving import schemas as s
-from serving.auth import HEADER, check_key
-from serving.store import ParagraphQuery, ReportRecord
+from fazhi.corpora import parse_text
+from fazhi.corpora.reader import SUPPORTED, read_bytes
+from fazhi.corpora.taxonomy import load_taxonomy
+from fazhi.models.base import document_inputs, tagged_paragraphs
+from fazhi.models.digest import Digest, build_digest
+from fazhi.serving import schemas as s
+from fazhi.serving.auth import HEADER, check_key
+from fazhi.serving.store import ParagraphQuery, ReportRecord
 
 router = APIRouter()
 
@@ -63,7 +63,7 @@ async def readyz(request: Request):
 @router.get("/v1/model", tags=["model"], response_model=s.ModelInfo, dependencies=[Depends(read_access)],
             summary="The model card: name, labels, metrics")
 async def model_info(request: Request) -> s.ModelInfo:
-    from models.registry import model_card
+    from fazhi.models.registry import model_card
 
     batcher = request.app.state.batcher
     metrics, card = model_card(request.app.state.settings.model)

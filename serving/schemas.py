@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from models.base import check_unicode
+from fazhi.models.base import check_unicode
 
 HEADINGS_MAX, HEADING_MAX_CHARS = 16, 500  # the model reads the last two headings; deeper outlines are not reports
 Text = Annotated[str, StringConstraints(min_length=1), AfterValidator(check_unicode)]

@@ -8,9 +8,9 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from corpora.dataset import build
-from corpora.synthesis import write_reports
-from corpora.taxonomy import load_taxonomy
+from fazhi.corpora.dataset import build
+from fazhi.corpora.synthesis import write_reports
+from fazhi.corpora.taxonomy import load_taxonomy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -85,7 +85,7 @@ def tiny_base(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(corpus, tiny_base, tmp_path_factory):
-    from training.train import TrainArgs, train
+    from fazhi.training.train import TrainArgs, train
 
     out = tmp_path_factory.mktemp("tiny-model") / "m"
     data = out.parent / "dd"

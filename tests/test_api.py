@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 
 from conftest import REPORTS, SAMPLE, write_docx
 from fazhi.errors import FazhiError
-from models.base import load_classifier
-from serving.app import Settings, create_app
-from serving.auth import hash_key, load_key_hashes, new_key
-from serving.batching import Batcher
-from serving.store import MIGRATIONS, ReportRecord, encode_cursor, open_store
+from fazhi.models.base import load_classifier
+from fazhi.serving.app import Settings, create_app
+from fazhi.serving.auth import hash_key, load_key_hashes, new_key
+from fazhi.serving.batching import Batcher
+from fazhi.serving.store import MIGRATIONS, ReportRecord, encode_cursor, open_store
 
 KEY = {"X-API-Key": "test-key"}
 REPORT_001 = next(p for p in REPORTS if p.name.startswith("001_"))

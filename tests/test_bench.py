@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from conftest import GOLD_DIR, REPORTS
 from fazhi.cli import app
 from fazhi.render import bench_chart
-from models.bench import run_bench
+from fazhi.training.bench import run_bench
 
 
 def test_bench_figures_are_consistent_and_chart_renders(tiny_model):

@@ -8,12 +8,12 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import REPORTS, SAMPLE
-from corpora import read_document
-from corpora.sentences import split_sentences
+from fazhi.corpora import read_document
+from fazhi.corpora.sentences import split_sentences
 from fazhi.cli import app
 from fazhi.errors import FazhiError
-from models.base import document_inputs, load_classifier
-from models.digest import build_digest, find_figures
+from fazhi.models.base import document_inputs, load_classifier
+from fazhi.models.digest import build_digest, find_figures
 
 REPORT_001 = next(p for p in REPORTS if p.name.startswith("001_"))
 

@@ -7,7 +7,7 @@ import torch
 
 from conftest import BASE
 from fazhi.errors import FazhiError
-from models.e5import import import_e5, read_e5_bin
+from fazhi.training.e5import import import_e5, read_e5_bin
 
 TEXTS = ["依法行政，建设法治政府。", "全年收到行政复议申请64件，受理58件，综合纠错率21.8%。",
          "部分部门法治工作力量比较薄弱，有待进一步加强。", "青溪县人民政府关于2023年度法治政府建设情况的报告",

@@ -10,12 +10,12 @@ import sys
 import pytest
 
 from conftest import REPORTS, ROOT, SAMPLE
-from corpora.dataset import build, collect, split_by_document, stats
-from corpora.distant import corpus_examples, statute_category
-from corpora.synthesis import write_reports
-from corpora.labelling import (Context, Vote, combine, context_for, label, lf_heading, lf_preamble,
+from fazhi.corpora.dataset import build, collect, split_by_document, stats
+from fazhi.corpora.distant import corpus_examples, statute_category
+from fazhi.corpora.synthesis import write_reports
+from fazhi.corpora.labelling import (Context, Vote, combine, context_for, label, lf_heading, lf_preamble,
                                lf_shortcoming_section, lf_shortcoming_text, lf_text, lf_title)
-from corpora.taxonomy import load_taxonomy
+from fazhi.corpora.taxonomy import load_taxonomy
 from fazhi.errors import FazhiError
 
 TAX = load_taxonomy()
@@ -182,7 +182,7 @@ def test_findings_reports_are_labelled_shortcomings(tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir())[::29] == ["findings_000.txt", "findings_029.txt"]
     # each findings sentence sits inside an item of its area: a shortcoming under the area's category
-    bank = yaml.safe_load((ROOT / "corpora" / "synthetic" / "bank.yaml").read_text(encoding="utf-8"))
+    bank = yaml.safe_load((ROOT / "fazhi" / "data" / "bank.yaml").read_text(encoding="utf-8"))
 
     def pattern(template: str) -> str:  # each {slot} matches any filling
         return re.sub(r"\\\{[a-z0-9]+\\\}", ".+?", re.escape(template))

@@ -10,11 +10,11 @@ import sys
 import pytest
 
 from conftest import BASE, GOLD_DIR, SAMPLE, TEXTS
-from corpora import read_document
-from corpora.dataset import build
-from corpora.taxonomy import load_taxonomy
+from fazhi.corpora import read_document
+from fazhi.corpora.dataset import build
+from fazhi.corpora.taxonomy import load_taxonomy
 from fazhi.errors import FazhiError
-from models.base import document_inputs, load_classifier
+from fazhi.models.base import document_inputs, load_classifier
 
 def test_rules_predictions_are_distributions():
     preds = load_classifier("rules").predict(TEXTS)
@@ -25,7 +25,7 @@ def test_rules_predictions_are_distributions():
 
 
 def test_tfidf_fit_save_load(corpus, tmp_path):
-    from models.tfidf import TfidfClassifier
+    from fazhi.models.tfidf import TfidfClassifier
 
     train = corpus["train"]
     clf = TfidfClassifier().fit(train["text"], train["category"], train["shortcoming"], train["heading_path"])
@@ -37,7 +37,7 @@ def test_tfidf_fit_save_load(corpus, tmp_path):
 
 
 def test_tfidf_rows_without_category_fit_the_shortcoming_model_alone(corpus):
-    from models.tfidf import TfidfClassifier
+    from fazhi.models.tfidf import TfidfClassifier
 
     train = corpus["train"]
     masked = [None if c == "leadership" else c for c in train["category"]]
@@ -52,8 +52,8 @@ def test_shortcoming_only_documents_leave_the_category_head_untrained(tiny_base,
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from corpora.synthesis import write_reports
-    from training.train import TrainArgs, load_base, train
+    from fazhi.corpora.synthesis import write_reports
+    from fazhi.training.train import TrainArgs, load_base, train
 
     build(write_reports(tmp_path / "synthetic", 4, seed=7), tmp_path / "dd", load_taxonomy(), validation=0.25,
           progress=False)
@@ -86,7 +86,7 @@ def test_shortcoming_head_scores_the_strongest_real_token(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from models.bert import SC_HEAD, ShortcomingHead, load_shortcoming_head, save_shortcoming_head
+    from fazhi.models.bert import SC_HEAD, ShortcomingHead, load_shortcoming_head, save_shortcoming_head
 
     torch.manual_seed(0)
     head = ShortcomingHead(8)
@@ -136,7 +136,7 @@ def test_hf_pipeline_and_auto_class_load_the_saved_model(tiny_model):
 
 @pytest.mark.slow
 def test_adapter_merge_reproduces_the_trained_model(tiny_model, tiny_base, tmp_path):
-    from models.release import merge_adapter
+    from fazhi.training.release import merge_adapter
 
     path, _ = tiny_model
     merged = merge_adapter(tiny_base, path / "adapter", tmp_path / "merged")
@@ -149,7 +149,7 @@ def test_adapter_merge_reproduces_the_trained_model(tiny_model, tiny_base, tmp_p
     assert card.startswith("---\n") and "base_model:" in card and "metrics_command:" in card
 
     # `fazhi models card` records an evaluation of the merged model in the adapter and the card
-    from training.evaluate import evaluate
+    from fazhi.training.evaluate import evaluate
     result = evaluate(load_classifier(merged), GOLD_DIR)
     (tmp_path / "eval.json").write_text(json.dumps(result), encoding="utf-8")
     adapter = shutil.copytree(path / "adapter", tmp_path / "adapter")
@@ -200,36 +200,9 @@ def test_empty_training_data(tmp_path):
     assert result.returncode == 2 and "train split is empty" in result.stderr
 
 
-@pytest.mark.slow
-def test_a_shortcoming_model_inside_a_model_directory_gives_the_flags(tiny_model, tmp_path, monkeypatch):
-    from safetensors.torch import load_file, save_file
-
-    from models.bench import run_bench
-    from models.bert import SC_HEAD
-    from models.paired import PairedClassifier
-
-    monkeypatch.setenv("FAZHI_BACKEND", "torch")
-    single = load_classifier(str(tiny_model[0])).predict(TEXTS)
-    pair_dir = tmp_path / "pair"
-    shutil.copytree(tiny_model[0], pair_dir)
-    inner = pair_dir / "shortcoming"
-    shutil.copytree(tiny_model[0], inner)
-    head = load_file(inner / SC_HEAD)
-    head["score.bias"] += 100.0  # the inner model flags every paragraph
-    save_file(head, inner / SC_HEAD)
-    pair = load_classifier(str(pair_dir))
-    assert isinstance(pair, PairedClassifier) and pair.labels == load_classifier(str(tiny_model[0])).labels
-    preds = pair.predict(TEXTS)
-    assert [(p.category, p.scores) for p in preds] == [(p.category, p.scores) for p in single]
-    assert all(p.shortcoming and p.shortcoming_score == 1.0 for p in preds)
-    assert not all(p.shortcoming for p in single)
-    # the pipeline side of the benchmark reads both encoders too
-    assert run_bench(pair_dir, [SAMPLE], GOLD_DIR, n=8, progress=False)["encoders"] == 2
-
-
 def test_release_model_tags_the_sample_report():
     """The model `make setup` builds: loads with the HF pipeline and tags a whole report."""
-    from models.registry import default_model_dir
+    from fazhi.models.registry import default_model_dir
 
     if not (default_model_dir() / "config.json").is_file():
         pytest.fail("release model missing: `make setup` builds build/release-model")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPORTS, SAMPLE, gold_rows, write_docx, write_pdf
-from corpora import parse_text, read_document
-from corpora.outline import find_items, split_title
+from fazhi.corpora import parse_text, read_document
+from fazhi.corpora.outline import find_items, split_title
 
 YIYUAN, HEXI, ZHIJIANG = REPORTS  # 001, 003, 004
 

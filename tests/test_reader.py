@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import SAMPLE, write_docx
-from corpora import read_text
+from fazhi.corpora import read_text
 from fazhi.errors import FazhiError
 
 TEXT = "一、依法行政\n全年办理行政复议案件12件，综合纠错率20%。\n"

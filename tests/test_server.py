@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from conftest import REPORTS
-from serving.app import Settings, create_app
-from serving.loadtest import running_server
+from fazhi.serving.app import Settings, create_app
+from fazhi.serving.loadtest import running_server
 
 REPORT_001 = next(p for p in REPORTS if p.name.startswith("001_"))
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import GOLD_DIR, REPORTS, SHARED, TEXTS
-from corpora import parse_text
-from corpora.dataset import build, load, stats
-from corpora.gold import load_gold
-from corpora.taxonomy import load_taxonomy
+from fazhi.corpora import parse_text
+from fazhi.corpora.dataset import build, load, stats
+from fazhi.corpora.gold import load_gold
+from fazhi.corpora.taxonomy import load_taxonomy
 from fazhi.errors import FazhiError
-from models.base import load_classifier
+from fazhi.models.base import load_classifier
 
 ANNOTATED = SHARED / "corpora" / "annotated"
 
@@ -62,7 +62,7 @@ def test_validation_sources_are_the_validation_split_and_never_train(tmp_path):
 
 
 def test_swapped_contexts_keep_the_label_and_take_the_other_labels_headings():
-    from training.train import swapped_contexts
+    from fazhi.training.train import swapped_contexts
 
     rows = [{"text": f"t{i}", "kind": "body", "shortcoming": i % 4 == 0, "heading_path": [f"h{i % 4 == 0}-{i}"]}
             for i in range(400)] + [{"text": "h", "kind": "heading", "shortcoming": False, "heading_path": []}]
@@ -76,7 +76,7 @@ def test_swapped_contexts_keep_the_label_and_take_the_other_labels_headings():
 
 
 def test_ece_on_known_examples():
-    from training.evaluate import ece
+    from fazhi.training.evaluate import ece
 
     assert ece(np.full(10, 0.9), np.array([1] * 9 + [0])) == pytest.approx(0.0)
     assert ece(np.full(10, 0.9), np.array([1] * 5 + [0] * 5)) == pytest.approx(0.4)
@@ -86,7 +86,7 @@ def test_ece_on_known_examples():
 
 
 def test_temperature_fit_recovers_overconfidence_and_keeps_the_argmax():
-    from models.calibration import Calibration, fit_temperature
+    from fazhi.models.calibration import Calibration, fit_temperature
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 4, size=(4000, 5))
@@ -100,10 +100,10 @@ def test_temperature_fit_recovers_overconfidence_and_keeps_the_argmax():
 
 @pytest.mark.slow
 def test_calibration_is_fitted_stored_and_applied_by_both_backends(tiny_model, tmp_path, monkeypatch):
-    from models.bert import BertClassifier
-    from models.calibration import Calibration
-    from models.onnx import export_onnx, load_fast
-    from training.calibrate import calibrate
+    from fazhi.models.bert import BertClassifier
+    from fazhi.models.calibration import Calibration
+    from fazhi.models.onnx import export_onnx, load_fast
+    from fazhi.training.calibrate import calibrate
 
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model[0], model_dir)
@@ -133,7 +133,7 @@ def test_calibration_is_fitted_stored_and_applied_by_both_backends(tiny_model, t
 
 
 def test_evaluate_lists_exactly_the_wrong_lines_and_bounds_its_figures(tmp_path):
-    from training.evaluate import evaluate
+    from fazhi.training.evaluate import evaluate
 
     model = load_classifier("rules")
     result = evaluate(model, GOLD_DIR, bootstrap_samples=200, errors=True)
@@ -171,7 +171,7 @@ def test_evaluate_lists_exactly_the_wrong_lines_and_bounds_its_figures(tmp_path)
 def test_the_shortcoming_head_never_maxes_over_the_headings():
     import torch
 
-    from models.bert import ShortcomingHead
+    from fazhi.models.bert import ShortcomingHead
 
     torch.manual_seed(0)
     head = ShortcomingHead(4, sep_id=7)
@@ -191,7 +191,7 @@ def test_trainer_fine_tunes_a_tiny_xlm_roberta_that_the_pipeline_loads(corpus, t
     from transformers import XLMRobertaConfig, XLMRobertaModel, pipeline
 
     from conftest import BASE
-    from training.train import TrainArgs, train
+    from fazhi.training.train import TrainArgs, train
 
     base = tmp_path / "xlmr"
     base.mkdir()

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from corpora.gold import align, load_gold
+from fazhi.corpora.gold import align, load_gold
 from fazhi.errors import FazhiError
-from models.base import document_inputs
-from models.bert import BertClassifier, with_context
-from models.calibration import Calibration, fit, fold_of
-from training.evaluate import ece
+from fazhi.models.base import document_inputs
+from fazhi.models.bert import BertClassifier, with_context
+from fazhi.models.calibration import Calibration, fit, fold_of
+from fazhi.training.evaluate import ece
 
 
 def dev_inputs(gold_dir: str | Path) -> list[dict]:

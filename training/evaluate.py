@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from corpora.gold import align, load_gold
+from fazhi.corpora.gold import align, load_gold
 from fazhi.errors import FazhiError
-from models.base import Classifier, document_inputs
-from models.digest import build_digest
+from fazhi.models.base import Classifier, document_inputs
+from fazhi.models.digest import build_digest
 
 BLOCKS = ("paragraph", "document")
 ECE_BINS = 15

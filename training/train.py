@@ -25,7 +25,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from fazhi.errors import FazhiError
-from models.bert import (BertClassifier, ShortcomingHead, TwoHeads, context_sep_id, load_shortcoming_head,
+from fazhi.models.bert import (BertClassifier, ShortcomingHead, TwoHeads, context_sep_id, load_shortcoming_head,
                          save_shortcoming_head, with_context)
 
 LORA_TARGETS = r".*encoder.*\.(query|key|value|dense)$"
@@ -261,8 +261,8 @@ def train(args: TrainArgs) -> dict:
     """Train, keep the best evaluation on validation, save to ``args.out``; return the training record."""
     from datasets import Dataset, concatenate_datasets
 
-    from corpora.dataset import load
-    from corpora.taxonomy import load_taxonomy
+    from fazhi.corpora.dataset import load
+    from fazhi.corpora.taxonomy import load_taxonomy
 
     dd = load(args.data)
     rows = training_rows(args, dd["train"])
@@ -340,8 +340,8 @@ def train_tfidf(args: TrainArgs) -> dict:
     """Fit the TF-IDF + logistic regression baseline on the rows of a corpus's train split that
     ``args`` keeps, weighted as the BERT loss weights them, and save it; documents whose doc_id
     starts with ``args.shortcoming_only`` fit the shortcoming model alone."""
-    from corpora.dataset import load
-    from models.tfidf import TfidfClassifier
+    from fazhi.corpora.dataset import load
+    from fazhi.models.tfidf import TfidfClassifier
 
     rows = training_rows(args, load(args.data)["train"])
     start = time.perf_counter()

@@ -5,9 +5,7 @@ repeated to ``n`` paragraphs, sent without outline context as the pipeline has n
 pipeline runs at batch size 1 and 32 and its better figure is the baseline. Quality is the
 category macro-F1 of each path on the gold paragraphs, so the speed-up is checked not to
 cost accuracy. Also timed: one whole report (parse + tag + digest) at 1×, 4× and 16× its
-paragraphs, which should grow linearly. For a release of two encoders (``shortcoming/``
-inside the model directory) the pipeline side runs both models, so each side passes every
-paragraph through both encoders.
+paragraphs, which should grow linearly.
 """
 
 from __future__ import annotations
@@ -17,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from corpora import parse_text, read_text
+from fazhi.corpora import parse_text, read_text
 from fazhi.errors import FazhiError
-from models.base import document_inputs
-from models.digest import build_digest
+from fazhi.models.base import document_inputs
+from fazhi.models.digest import build_digest
 
 
 def _reset_peak() -> bool:
@@ -55,9 +53,8 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
     from tqdm.auto import tqdm
     from transformers import pipeline
 
-    from models.paired import shortcoming_dir
-    from models.registry import resolve
-    from corpora.gold import load_gold
+    from fazhi.models.registry import resolve
+    from fazhi.corpora.gold import load_gold
 
     model_dir = Path(model_dir)
     docs = [parse_text(read_text(r)) for r in reports]
@@ -98,14 +95,8 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
 
     result["torch_threads"] = torch.get_num_threads()
     _reset_peak()
-    inner = shortcoming_dir(model_dir)
-    pipes = [pipeline("text-classification", model=str(d), device=-1) for d in [model_dir, *([inner] if inner else [])]]
-    result["encoders"] = len(pipes)
+    pipe = pipeline("text-classification", model=str(model_dir), device=-1)
     kw = {"truncation": True, "max_length": 192}
-
-    def pipe(texts: Sequence[str], batch_size: int, **kwargs) -> list[dict]:
-        """The category model's outputs, after every encoder of the release has read the texts."""
-        return [p(texts, batch_size=batch_size, **kwargs) for p in pipes][0]
 
     pipe(base[:8], batch_size=8, **kw)  # warm-up
     result["pipeline_batch1_paragraphs_per_s"] = _rate(lambda t: pipe(t, batch_size=1, **kw), texts)

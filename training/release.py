@@ -10,17 +10,15 @@ from pathlib import Path
 import torch
 
 from fazhi.errors import FazhiError
-from models.bert import BertClassifier, load_shortcoming_head
-from models.calibration import Calibration
-from models.paired import SHORTCOMING_DIR
+from fazhi.models.bert import BertClassifier, load_shortcoming_head
+from fazhi.models.calibration import Calibration
 
 ADAPTER_DIR = Path(__file__).resolve().parent / "release"
 
 
-def model_card(meta: dict, base_dir: str, paired: bool = False) -> str:
+def model_card(meta: dict, base_dir: str) -> str:
     """README.md with YAML front-matter for the merged release model; ``meta`` is the adapter's
-    fazhi.json (labels, metrics) with its training.json under ``training``; ``paired`` when the
-    release's shortcomings come from a second model in ``shortcoming/``."""
+    fazhi.json (labels, metrics) with its training.json under ``training``."""
     import datetime
 
     import yaml
@@ -57,9 +55,7 @@ def model_card(meta: dict, base_dir: str, paired: bool = False) -> str:
             "# fazhi release model\n\nCategory (8 outline areas) and shortcoming classifier for paragraphs of Chinese "
             "rule-of-law government reports. Load the category model with "
             "`AutoModelForSequenceClassification.from_pretrained(dir)` or `pipeline(\"text-classification\", model=dir)`; "
-            "`fazhi classify --model dir` also applies the shortcoming head (`shortcoming_head.safetensors`)"
-            + (" of the second model in `shortcoming/`, which fazhi loads with it; the metrics are the pair's"
-               if paired else "") + ".\n\n"
+            "`fazhi classify --model dir` also applies the shortcoming head (`shortcoming_head.safetensors`).\n\n"
             f"Best validation score during training: {training.get('best_validation_score')} "
             f"(history: {training.get('history')})\n")
 
@@ -100,8 +96,7 @@ def write_card(model_dir: Path, adapter_dir: Path, base_dir: str) -> Path:
     """(Re)write ``model_dir/README.md`` from the adapter's fazhi.json (labels, metrics) and training.json."""
     meta = {**json.loads((adapter_dir / "fazhi.json").read_text()), "training": read_training(adapter_dir)}
     card = model_dir / "README.md"
-    paired = (adapter_dir / SHORTCOMING_DIR / "adapter_config.json").is_file()
-    card.write_text(model_card(meta, base_dir, paired), encoding="utf-8")
+    card.write_text(model_card(meta, base_dir), encoding="utf-8")
     return card
 
 
