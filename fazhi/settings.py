@@ -1,0 +1,71 @@
+"""Every ``FAZHI_*`` environment variable, read and validated in one place (pydantic-settings).
+
+``Settings()`` reads the environment each time it is built, so a changed variable takes
+effect for the next command or server; command-line flags override fields with
+``Settings(field=value)``. A bad value is a :class:`~fazhi.errors.FazhiError` naming the
+variable (``FAZHI_MAX_BYTES: expected an integer, got 'x'``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fazhi.errors import FazhiError
+
+PREFIX = "FAZHI_"
+# where `make setup` (and `fazhi models merge`) put the merged release model, relative to the
+# working directory: a checkout's build/ folder
+RELEASE_MODEL = Path("build") / "release-model"
+TFIDF_MODEL = Path("build") / "tfidf"
+
+
+class Settings(BaseSettings):
+    """The configuration of the CLI and the server. Field ``x`` is variable ``FAZHI_X``."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", validate_default=True)
+
+    model: str | None = Field(None, description="rules, tfidf or a model directory (default: the release model, "
+                                                "build/release-model)")
+    backend: Literal["auto", "onnx", "torch"] = Field("auto", description="BERT runtime: ONNX where exported "
+                                                                          "(auto), or always onnx / torch")
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime threads (default: every CPU core)")
+    db: Path = Field(Path("fazhi.db"), description="SQLite file of stored reports")
+    api_keys: SecretStr = Field(SecretStr(""), description="accepted API keys, comma-separated")
+    api_key_file: Path | None = Field(None, description="file of API key hashes (`fazhi api-key new`)")
+    protect_reads: bool = Field(False, description="read endpoints need a key too")
+    batching: bool = Field(True, description="merge concurrent /v1/classify requests into one model call")
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest report file or request body, bytes")
+    max_paragraphs: int = Field(256, ge=1, description="paragraphs per /v1/classify request")
+    max_paragraph_chars: int = Field(5000, ge=1, description="characters per paragraph sent to /v1/classify")
+
+    def model_path(self) -> Path | None:
+        """The directory ``model`` names (the release model by default); None for ``rules``."""
+        if self.model in (None, "", "bert"):
+            return RELEASE_MODEL
+        if self.model == "rules":
+            return None
+        return TFIDF_MODEL if self.model == "tfidf" else Path(self.model)
+
+
+def settings(**overrides) -> Settings:
+    """:class:`Settings` from the environment, with the non-None ``overrides`` (command-line flags) applied."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else "settings"
+        raise FazhiError(PREFIX + field.upper(), f"{first['msg']} (got {first.get('input')!r})") from None
+
+
+def table() -> str:
+    """The Markdown table of every variable, default and meaning (the README's)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default.get_secret_value() if isinstance(field.default, SecretStr) else field.default
+        rows.append(f"| `{PREFIX}{name.upper()}` | `{default if default not in (None, '') else '-'}` "
+                    f"| {field.description} |")
+    return "\n".join(rows)
