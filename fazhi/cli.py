@@ -15,7 +15,8 @@ from fazhi.errors import FazhiError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 EXIT_BAD_INPUT = 2
-SHARED_REPORTS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "reports"
+# the shared data beside a checkout, as `make bench` runs from the repository root
+SHARED_REPORTS = Path("..") / "shared" / "corpora" / "reports"
 # parameters several commands take, declared once
 ReportFile = Annotated[Path, typer.Argument(help="Report file: .txt, .html/.htm, .docx or .pdf")]
 ModelName = Annotated[str, typer.Option("--model", help="rules, tfidf, or a model directory (default: release model)")]
@@ -153,7 +154,7 @@ def evaluate(
                                                         "score, text)"),
 ) -> None:
     """Score a model on gold files: JSON with `paragraph` and `document` blocks (F1, accuracy, ECE of both heads)."""
-    from fazhi.models.base import load_classifier
+    from fazhi.models.registry import load_classifier
     from fazhi.training.evaluate import evaluate as run, write_report
 
     result = run(load_classifier(model), gold, bootstrap_samples=bootstrap, errors=errors)
@@ -170,7 +171,8 @@ def classify(
 ) -> None:
     """Tag paragraphs: JSONL in ({"text", "heading_path"?}), JSONL out, one line per input with text."""
     from fazhi.corpora.reader import iter_jsonl
-    from fazhi.models.base import check_unicode, load_classifier
+    from fazhi.models.base import check_unicode
+    from fazhi.models.registry import load_classifier
 
     stream = input.open(encoding="utf-8") if input else sys.stdin
     name = str(input) if input else "<stdin>"
@@ -280,7 +282,7 @@ def models_export_onnx(
     quantize: str = typer.Option("smooth", help="int8 model (used when present): smooth, all or none"),
 ) -> None:
     """Export a BERT model to ONNX (MODEL/onnx); tagging, the API and evaluate then run it with ONNX Runtime."""
-    from fazhi.models.onnx import export_onnx
+    from fazhi.training.export import export_onnx
 
     typer.echo(f"wrote {export_onnx(model, quantize)}", err=True)
 
@@ -293,18 +295,16 @@ def tag(
     format: str = typer.Option("md", "--format", "-f", help="md or json"),
 ) -> None:
     """Parse a report and tag every paragraph with its category and shortcoming flag."""
-    from fazhi.corpora import read_document
+    from fazhi.analysis import Analyzer
     from fazhi.render import tagged_markdown
-    from fazhi.models.base import document_inputs, load_classifier, tagged_paragraphs
 
     check_choice("--format", format, ("json", "md"))
-    doc = read_document(file)
-    preds = load_classifier(model).predict(*document_inputs(doc))
-    paragraphs = tagged_paragraphs(doc, preds)
+    analysis = Analyzer(model).analyze(file)
+    paragraphs = analysis.paragraphs()
     if format == "json":
-        emit_json({"meta": doc.meta, "paragraphs": paragraphs})
+        emit_json({"meta": analysis.document.meta, "paragraphs": paragraphs})
         return
-    typer.echo(f"# {doc.meta.get('title') or file.name}\n")
+    typer.echo(f"# {analysis.document.meta.get('title') or file.name}\n")
     sys.stdout.write(tagged_markdown(paragraphs))
 
 
@@ -320,17 +320,14 @@ def summarize(
     length: int = typer.Option(300, help="Summary length in characters"),
 ) -> None:
     """Digest a report: summary, coverage, admitted shortcomings, claimed figures and highlights."""
-    from fazhi.corpora import read_document
+    from fazhi.analysis import Analyzer
     from fazhi.corpora.taxonomy import load_taxonomy
     from fazhi.render import digest_html, digest_markdown, write_chart
-    from fazhi.models.base import document_inputs, load_classifier
-    from fazhi.models.digest import build_digest
 
     check_choice("--format", format, ("md", "json", "html"))
-    doc = read_document(file)
-    clf = load_classifier(model)
-    digest = build_digest(doc, clf.predict(*document_inputs(doc)), clf, summary_chars=length, source=str(file))
-    names, title = load_taxonomy().names(), doc.meta.get("title") or file.name
+    analysis = Analyzer(model, summary_chars=length).analyze(file)
+    digest = analysis.digest
+    names, title = load_taxonomy().names(), analysis.document.meta.get("title") or file.name
     if format == "json":
         text = json.dumps(digest.to_dict(), ensure_ascii=False, indent=2) + "\n"
     elif format == "html":
@@ -397,12 +394,12 @@ def bench(
     """Paragraphs/second of the default tagging path versus transformers.pipeline, on the same model."""
     from fazhi.render import bench_chart
     from fazhi.training.bench import run_bench
-    from fazhi.models.registry import default_model_dir
+    from fazhi.models.registry import model_dir
 
     if paragraphs < 1:
         fail("--paragraphs must be positive")
     files = [f for r in (reports or [SHARED_REPORTS]) for f in (sorted(r.glob("*.txt")) if r.is_dir() else [r])]
-    result = run_bench(model or default_model_dir(), files, gold or SHARED_REPORTS.parents[1] / "gold" / "dev",
+    result = run_bench(model or model_dir(), files, gold or SHARED_REPORTS.parents[1] / "gold" / "dev",
                        paragraphs, progress=not json_out)
     if chart:
         chart.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""One interface for every classifier, and the loader that picks one by name or path."""
+"""One interface for every classifier: its inputs, its :class:`Prediction`, and their checks."""
 
 from __future__ import annotations
 
@@ -32,30 +32,19 @@ class Classifier(Protocol):
     labels: list[str]
 
     def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None) -> list[Prediction]:
-        """One :class:`Prediction` per text; ``heading_paths[i]`` is the outline above text i (or None)."""
+        """One :class:`Prediction` per text, in order; ``heading_paths[i]`` is the list of headings above
+        text i (None or ``[]``: none). ``scores`` follow ``labels``' order and sum to 1."""
         ...
 
 
-def document_inputs(doc: Document) -> tuple[list[str], list[list[str] | None]]:
-    """Texts and heading paths of a parsed report, as every classifier takes them.
-
-    A report without any heading gives no outline (None) rather than an empty one,
-    so that no paragraph of it is mistaken for an opening statement.
-    """
-    has_outline = any(p.kind == "heading" for p in doc.paragraphs)
-    return [p.text for p in doc.paragraphs], [list(p.heading_path) if has_outline else None for p in doc.paragraphs]
+def document_inputs(doc: Document) -> tuple[list[str], list[list[str]]]:
+    """Texts and heading paths of a parsed report, as every classifier takes them."""
+    return [p.text for p in doc.paragraphs], [list(p.heading_path) for p in doc.paragraphs]
 
 
 def tagged_paragraphs(doc: Document, preds: Sequence[Prediction]) -> list[dict]:
     """Each paragraph's fields with its prediction's (the ``fazhi tag --format json`` shape)."""
     return [{**p.to_dict(), **r.to_dict()} for p, r in zip(doc.paragraphs, preds)]
-
-
-def load_classifier(spec: str | Path | None = None) -> Classifier:
-    """``rules``, ``tfidf`` (the trained baseline), or a model directory (default: the release model)."""
-    from fazhi.models.registry import resolve
-
-    return resolve(spec)
 
 
 def check_unicode(value: str) -> str:
@@ -68,7 +57,9 @@ def check_unicode(value: str) -> str:
     return value
 
 
-def check_inputs(texts: Sequence[str], heading_paths: HeadingPaths) -> list[Sequence[str] | None]:
+def check_inputs(texts: Sequence[str], heading_paths: HeadingPaths) -> list[list[str]]:
+    """One heading path per text, ``[]`` where none is given: for every classifier, None and ``[]``
+    mean the same (no heading above the paragraph)."""
     if heading_paths is not None and len(heading_paths) != len(texts):
         raise FazhiError("heading_paths", f"got {len(heading_paths)} heading paths for {len(texts)} texts")
-    return list(heading_paths) if heading_paths is not None else [None] * len(texts)
+    return [list(p or []) for p in heading_paths] if heading_paths is not None else [[] for _ in texts]

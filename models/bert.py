@@ -10,7 +10,7 @@ fed in front of the text: ``"heading › heading ｜ text"``.
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +22,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from fazhi.errors import FazhiError
 from fazhi.models.base import HeadingPaths, Prediction, check_inputs
-from fazhi.models.calibration import Calibration
+from fazhi.models.meta import ModelMeta
 
 CONTEXT_SEP = " ｜ "
 SC_HEAD = "shortcoming_head.safetensors"
@@ -125,26 +125,68 @@ class TwoHeads(PreTrainedModel):
         return out.logits, self.shortcoming(states, attention_mask, input_ids)
 
 
-class BertClassifier:
-    """Inference on a saved directory; batches sorted by length, padded to the longest in each."""
+class TorchRuntime:
+    """Runs the two heads in PyTorch: the category model and its shortcoming head."""
 
-    name = "bert"
-    backend = "torch"
-
-    def __init__(self, model, tokenizer, shortcoming: ShortcomingHead, max_length: int = 256, name: str = "bert",
-                 calibration: Calibration | None = None):
-        self.calibration = calibration or Calibration()
+    def __init__(self, model, shortcoming: ShortcomingHead):
         self.model = model.eval()
-        self.tokenizer = tokenizer
         self.shortcoming = shortcoming.eval()
-        self.heads = TwoHeads(model, self.shortcoming).eval()
-        self.max_length = max_length
-        self.name = name
-        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        self.heads = TwoHeads(self.model, self.shortcoming).eval()
+        self.name = "torch"
 
     @classmethod
-    def load(cls, path: str | Path) -> "BertClassifier":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    def load(cls, path: Path) -> "TorchRuntime":
+        from transformers import AutoModelForSequenceClassification
+
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(path)
+        except (OSError, ValueError) as err:
+            raise FazhiError(str(path), f"cannot load the model: {str(err).splitlines()[0]}") from None
+        return cls(model, load_shortcoming_head(path))
+
+    @torch.inference_mode()
+    def logits(self, batches: list[tuple[list[int], dict[str, np.ndarray]]], n: int,
+               k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Category logits (n, k) and shortcoming logits (n, 2) of tokenized batches (positions, arrays)."""
+        cat, sc = np.zeros((n, k), dtype=np.float32), np.zeros((n, 2), dtype=np.float32)
+        for idx, enc in batches:
+            t = {key: torch.from_numpy(v) for key, v in enc.items()}
+            c, s = self.heads(t["input_ids"], t["attention_mask"], t.get("token_type_ids"))
+            cat[idx], sc[idx] = c.float().numpy(), s.float().numpy()
+        return cat, sc
+
+    def save(self, out: Path) -> None:
+        self.model.save_pretrained(out)
+        save_shortcoming_head(self.shortcoming, out)
+
+
+class BertClassifier:
+    """Inference on a saved directory; batches sorted by length, padded to the longest in each.
+
+    The network runs on a runtime: :class:`TorchRuntime`, or the ONNX Runtime one of
+    :mod:`fazhi.models.onnx`; tokenizing, batching, calibration and labels are the same on both.
+    """
+
+    def __init__(self, runtime, tokenizer, meta: ModelMeta):
+        self.runtime = runtime
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.calibration = meta.get_calibration()
+        self.max_length = meta.max_length
+        self.name = meta.name or "bert"
+        if not meta.labels:
+            raise FazhiError(self.name, "the model's metadata names no labels")
+        self.labels = list(meta.labels)
+
+    @property
+    def backend(self) -> str:
+        return self.runtime.name
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str = "torch") -> "BertClassifier":
+        """The model saved in ``path`` on ``backend``: ``torch``, ``onnx`` (its export in
+        ``path/onnx``), or ``auto`` (ONNX where a fresh export is there, else torch)."""
+        from transformers import AutoConfig, AutoTokenizer
 
         path = Path(path)
         if not (path / "config.json").is_file():
@@ -152,32 +194,35 @@ class BertClassifier:
         if not (path / SC_HEAD).is_file():
             raise FazhiError(str(path), f"not a fazhi BERT model (no {SC_HEAD})")
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(path)
+            config = AutoConfig.from_pretrained(path)
             tokenizer = AutoTokenizer.from_pretrained(path)
         except (OSError, ValueError) as err:
             raise FazhiError(str(path), f"cannot load the model: {str(err).splitlines()[0]}") from None
-        head = load_shortcoming_head(path)
-        meta = json.loads((path / "fazhi.json").read_text()) if (path / "fazhi.json").is_file() else {}
-        return cls(model, tokenizer, head, meta.get("max_length", 256), name=meta.get("name", path.name),
-                   calibration=Calibration.from_meta(meta))
+        meta = ModelMeta.read(path)
+        # the label order is the network's: config.id2label of the saved category model
+        meta = meta.model_copy(update={"labels": [config.id2label[i] for i in range(config.num_labels)],
+                                       "name": meta.name or path.name})
+        runtime = None
+        if backend in ("auto", "onnx"):
+            from fazhi.models.onnx import OnnxRuntime
 
-    def save(self, out: str | Path, meta: dict | None = None) -> Path:
+            runtime, why = OnnxRuntime.load(path, meta.get_calibration().raw_threshold())
+            if runtime is None and backend == "onnx":
+                raise FazhiError(str(path), why)
+            if runtime is None:
+                sys.stderr.write(f"fazhi: notice: {why}; using torch\n")
+        return cls(runtime or TorchRuntime.load(path), tokenizer, meta)
+
+    def save(self, out: str | Path, **meta) -> Path:
+        """Save as a Hugging Face directory with ``fazhi.json`` (``meta`` updates its fields), on either runtime."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)
+        self.runtime.save(out)
         self.tokenizer.save_pretrained(out)
-        save_shortcoming_head(self.shortcoming, out)
-        (out / "fazhi.json").write_text(json.dumps({"type": "bert", "name": self.name, "max_length": self.max_length,
-                                                    "calibration": self.calibration.to_dict(), **(meta or {})},
-                                                   ensure_ascii=False, indent=2))
+        self.meta.model_copy(update={"type": "bert", "name": self.name, "labels": self.labels,
+                                     "max_length": self.max_length, "calibration": self.calibration.to_dict(),
+                                     **meta}).write(out)
         return out
-
-    @torch.inference_mode()
-    def forward(self, enc: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Category logits (b, K) and shortcoming logits (b, 2) of one tokenized batch."""
-        tensors = {k: torch.from_numpy(v) for k, v in enc.items()}
-        c, s = self.heads(tensors["input_ids"], tensors["attention_mask"], tensors.get("token_type_ids"))
-        return c.float().numpy(), s.float().numpy()
 
     def encode_batches(self, inputs: list[str], batch_size: int = 64) -> list[tuple[list[int], dict[str, np.ndarray]]]:
         """``inputs`` in :func:`length_batches` groups: each group's input positions and its
@@ -197,11 +242,7 @@ class BertClassifier:
         Inputs are sorted by length and each batch is padded only to its longest member,
         so short paragraphs do not pay for long ones.
         """
-        cat = np.zeros((len(inputs), len(self.labels)), dtype=np.float32)
-        sc = np.zeros((len(inputs), 2), dtype=np.float32)
-        for idx, enc in self.encode_batches(inputs, batch_size):
-            cat[idx], sc[idx] = self.forward(enc)
-        return cat, sc
+        return self.runtime.logits(self.encode_batches(inputs, batch_size), len(inputs), len(self.labels))
 
     def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None, batch_size: int = 64) -> list[Prediction]:
         inputs = [with_context(t, p) for t, p in zip(texts, check_inputs(texts, heading_paths))]

@@ -35,12 +35,6 @@ class Calibration:
     shortcoming_temperature: float = 1.0
     shortcoming_threshold: float = 0.5
 
-    @classmethod
-    def from_meta(cls, meta: dict) -> "Calibration":
-        """The calibration stored in a model's fazhi.json (identity where there is none)."""
-        stored = meta.get("calibration") or {}
-        return cls(**{k: float(stored[k]) for k in asdict(cls()) if k in stored})
-
     def to_dict(self) -> dict:
         return {k: round(v, 4) for k, v in asdict(self).items()}
 

@@ -22,8 +22,7 @@ class RulesClassifier:
         out = []
         rest = max(1, len(self.labels) - 1)
         for text, path in zip(texts, check_inputs(texts, heading_paths)):
-            # an empty outline means "top of a report with headings": an opening statement
-            ctx = context_for(text, list(path) if path is not None else None, preamble=path is not None and not path)
+            ctx = context_for(text, path)
             lab = label(ctx, self.taxonomy)
             p = lab.category_confidence
             scores = {c: round(p if c == lab.category else (1 - p) / rest, 4) for c in self.labels}

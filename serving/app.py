@@ -74,7 +74,7 @@ def error_response(status: int, message: str, code: str | None = None, headers: 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The application; the model and the store are opened when it starts (lifespan)."""
-    from fazhi.models.base import load_classifier
+    from fazhi.models.registry import load_classifier
     from fazhi.serving.batching import Batcher
     from fazhi.serving.routes import router
     from fazhi.serving.store import open_store

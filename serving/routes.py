@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from fazhi.corpora import parse_text
 from fazhi.corpora.reader import SUPPORTED, read_bytes
 from fazhi.corpora.taxonomy import load_taxonomy
-from fazhi.models.base import document_inputs, tagged_paragraphs
-from fazhi.models.digest import Digest, build_digest
+from fazhi.analysis import Analyzer
+from fazhi.models.digest import Digest
 from fazhi.serving import schemas as s
 from fazhi.serving.auth import HEADER, check_key
 from fazhi.serving.store import ParagraphQuery, ReportRecord
@@ -129,15 +129,14 @@ async def _report_input(request: Request) -> tuple[str, s.ReportIn]:
         raise RequestValidationError(err.errors()) from None
 
 
-def _tag(report: s.ReportIn, source: str, clf) -> ReportRecord:
+def _tag(report: s.ReportIn, source: str, analyzer: Analyzer) -> ReportRecord:
     """Parse, tag and digest one report (runs on the model thread)."""
-    doc = parse_text(report.text)
-    preds = clf.predict(*document_inputs(doc))
-    digest = build_digest(doc, preds, clf, source=source)
-    return ReportRecord(meta=doc.meta, paragraphs=tagged_paragraphs(doc, preds),
-                        model=clf.name, title=report.title or doc.meta.get("title"),
+    analysis = analyzer.analyze(parse_text(report.text), name=source)
+    doc = analysis.document
+    return ReportRecord(meta=doc.meta, paragraphs=analysis.paragraphs(),
+                        model=analyzer.classifier.name, title=report.title or doc.meta.get("title"),
                         region=report.region or doc.meta.get("region"), year=report.year or doc.meta.get("year"),
-                        source=source if source != "request body" else None, digest=digest.to_dict())
+                        source=source if source != "request body" else None, digest=analysis.digest.to_dict())
 
 
 @router.post("/v1/reports", tags=["reports"], status_code=201, response_model=s.ReportOut,
@@ -146,7 +145,7 @@ def _tag(report: s.ReportIn, source: str, clf) -> ReportRecord:
 async def post_report(request: Request) -> s.ReportOut:
     source, report = await _report_input(request)
     batcher = request.app.state.batcher
-    record = await batcher.run(_tag, report, source, batcher.clf)
+    record = await batcher.run(_tag, report, source, Analyzer(batcher.clf))
     store = request.app.state.store
     return s.ReportOut.model_validate(store.get(store.add(record)))
 

@@ -93,3 +93,26 @@ def tiny_model(corpus, tiny_base, tmp_path_factory):
     summary = train(TrainArgs(data=str(data), base_model=str(tiny_base), out=str(out), epochs=10, batch_size=16,
                               lr=1e-2, max_length=64, lora_r=4, patience=10, progress=False))
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_model, tmp_path_factory):
+    """The tiny model with its ONNX export (float32 and int8) beside it."""
+    import shutil
+
+    from fazhi.training.export import export_onnx
+
+    model_dir = tmp_path_factory.mktemp("onnx") / "m"
+    shutil.copytree(tiny_model[0], model_dir)
+    export_onnx(model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_tfidf(corpus, tmp_path_factory):
+    """The TF-IDF baseline fitted on the small corpus and saved."""
+    from fazhi.models.tfidf import TfidfClassifier
+
+    rows = corpus["train"]
+    model = TfidfClassifier().fit(rows["text"], rows["category"], rows["shortcoming"], rows["heading_path"])
+    return model.save(tmp_path_factory.mktemp("tfidf") / "t")

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from conftest import REPORTS, SAMPLE, write_docx
 from fazhi.errors import FazhiError
-from fazhi.models.base import load_classifier
+from fazhi.models.registry import load_classifier
 from fazhi.serving.app import Settings, create_app
 from fazhi.serving.auth import hash_key, load_key_hashes, new_key
 from fazhi.serving.batching import Batcher

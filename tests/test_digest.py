@@ -12,7 +12,8 @@ from fazhi.corpora import read_document
 from fazhi.corpora.sentences import split_sentences
 from fazhi.cli import app
 from fazhi.errors import FazhiError
-from fazhi.models.base import document_inputs, load_classifier
+from fazhi.models.base import document_inputs
+from fazhi.models.registry import load_classifier
 from fazhi.models.digest import build_digest, find_figures
 
 REPORT_001 = next(p for p in REPORTS if p.name.startswith("001_"))

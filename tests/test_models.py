@@ -14,7 +14,8 @@ from fazhi.corpora import read_document
 from fazhi.corpora.dataset import build
 from fazhi.corpora.taxonomy import load_taxonomy
 from fazhi.errors import FazhiError
-from fazhi.models.base import document_inputs, load_classifier
+from fazhi.models.base import document_inputs
+from fazhi.models.registry import load_classifier
 
 def test_rules_predictions_are_distributions():
     preds = load_classifier("rules").predict(TEXTS)
@@ -202,9 +203,9 @@ def test_empty_training_data(tmp_path):
 
 def test_release_model_tags_the_sample_report():
     """The model `make setup` builds: loads with the HF pipeline and tags a whole report."""
-    from fazhi.models.registry import default_model_dir
+    from fazhi.models.registry import model_dir
 
-    if not (default_model_dir() / "config.json").is_file():
+    if not (model_dir() / "config.json").is_file():
         pytest.fail("release model missing: `make setup` builds build/release-model")
     doc = read_document(SAMPLE)
     preds = load_classifier(None).predict(*document_inputs(doc))

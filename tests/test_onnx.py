@@ -10,10 +10,11 @@ import pytest
 from conftest import REPORTS
 from fazhi.corpora import read_document
 from fazhi.errors import FazhiError
-from fazhi.models.base import document_inputs, load_classifier
+from fazhi.models.base import document_inputs
+from fazhi.models.registry import load_classifier
 from fazhi.models.bert import BertClassifier, with_context
-from fazhi.models.onnx import (EXPORT_INFO, FP32, INT8, ONNX_DIR, OnnxClassifier, export_onnx, load_fast,
-                         near_boundary, top_two_gap)
+from fazhi.models.onnx import EXPORT_INFO, FP32, INT8, ONNX_DIR, OnnxRuntime, near_boundary, top_two_gap
+from fazhi.training.export import export_onnx
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +28,18 @@ def report_inputs():
     return texts, paths
 
 
+def onnx_classifier(model_dir, **options) -> BertClassifier:
+    """The model of ``model_dir`` on an ONNX runtime opened with ``options``."""
+    clf = BertClassifier.load(model_dir)
+    runtime, why = OnnxRuntime.load(model_dir, clf.calibration.raw_threshold(), **options)
+    assert runtime is not None, why
+    clf.runtime = runtime
+    return clf
+
+
 @pytest.fixture(scope="module")
-def exported(tiny_model, tmp_path_factory):
-    model_dir = tmp_path_factory.mktemp("onnx") / "m"
-    shutil.copytree(tiny_model[0], model_dir)
-    export_onnx(model_dir)
-    return model_dir
+def exported(tiny_onnx):
+    return tiny_onnx
 
 
 def test_export_is_reproducible(exported, tmp_path):
@@ -48,7 +55,7 @@ def test_smoothing_keeps_the_float_model_and_calibrates_every_dense_layer(export
     import onnx
     import onnxruntime as ort
 
-    from fazhi.models.onnx import calibration_inputs, smooth_activations
+    from fazhi.training.export import calibration_inputs, smooth_activations
 
     clf = BertClassifier.load(exported)
     feeds = [enc for _, enc in clf.encode_batches(calibration_inputs(2))]
@@ -64,8 +71,7 @@ def test_smoothing_keeps_the_float_model_and_calibrates_every_dense_layer(export
 
 def test_float_export_matches_torch(exported):
     texts, paths = report_inputs()
-    fast, why = load_fast(exported, prefer_int8=False)
-    assert isinstance(fast, OnnxClassifier), why
+    fast = onnx_classifier(exported, prefer_int8=False)
     slow = BertClassifier.load(exported)
     cat_fast, sc_fast = fast.logits(texts)
     cat_slow, sc_slow = slow.logits(texts)
@@ -75,16 +81,16 @@ def test_float_export_matches_torch(exported):
 def test_int8_rescores_near_boundary_inputs_in_float32(exported):
     texts, paths = report_inputs()
     inputs = [with_context(t, p) for t, p in zip(texts, paths)]
-    plain, _ = load_fast(exported, rescore=False)
-    exact, _ = load_fast(exported, prefer_int8=False)
-    hybrid, _ = load_fast(exported)
-    assert INT8 in hybrid.backend and "float32 near boundaries" in hybrid.backend and hybrid.exact is not None
+    plain = onnx_classifier(exported, rescore=False)
+    exact = onnx_classifier(exported, prefer_int8=False)
+    hybrid = onnx_classifier(exported)
+    assert INT8 in hybrid.backend and "float32 near boundaries" in hybrid.backend and hybrid.runtime.exact is not None
     cq, sq = plain.logits(inputs)
     cf, sf = exact.logits(inputs)
     # a margin between the tiny model's top-two gaps, so that some inputs are re-scored and some not
-    hybrid.margin = float(np.median(np.minimum(top_two_gap(cq), top_two_gap(sq))))
+    hybrid.runtime.margin = float(np.median(np.minimum(top_two_gap(cq), top_two_gap(sq))))
     ch, sh = hybrid.logits(inputs)
-    near = near_boundary(cq, sq, hybrid.margin)
+    near = near_boundary(cq, sq, hybrid.runtime.margin)
     assert near.any() and not near.all()
     assert np.allclose(ch[near], cf[near], atol=1e-5) and np.allclose(sh[near], sf[near], atol=1e-5)
     assert np.array_equal(ch[~near], cq[~near]) and np.array_equal(sh[~near], sq[~near])
@@ -96,7 +102,7 @@ def test_release_fast_path_gives_the_torch_labels(monkeypatch):
     the shared reports: the same labels (int8 alone moved 2 of 86
     categories); probabilities within 0.25 (measured at most 0.12)."""
     fast = load_classifier(None)
-    assert isinstance(fast, OnnxClassifier) and INT8 in fast.backend, "make setup exports the release model to ONNX"
+    assert isinstance(fast.runtime, OnnxRuntime) and INT8 in fast.backend, "make setup exports the release model to ONNX"
     monkeypatch.setenv("FAZHI_BACKEND", "torch")
     slow = load_classifier(None)
     texts, paths = report_inputs()
@@ -109,27 +115,27 @@ def test_release_fast_path_gives_the_torch_labels(monkeypatch):
 def test_missing_corrupt_or_stale_export_falls_back_to_torch(exported, tmp_path, capsys, monkeypatch):
     model_dir = tmp_path / "m"
     shutil.copytree(exported, model_dir)
-    assert isinstance(load_classifier(str(model_dir)), OnnxClassifier)
+    assert isinstance(load_classifier(str(model_dir)).runtime, OnnxRuntime)
 
     (model_dir / ONNX_DIR / INT8).write_bytes(b"not an onnx model")
     clf = load_classifier(str(model_dir))
-    assert type(clf) is BertClassifier and clf.predict(["依法行政"])[0].category in clf.labels
+    assert clf.backend == "torch" and clf.predict(["依法行政"])[0].category in clf.labels
     assert "cannot use the ONNX export" in capsys.readouterr().err
 
     info = model_dir / ONNX_DIR / EXPORT_INFO
     info.write_text(info.read_text().replace('"weights_sha256": "', '"weights_sha256": "0'))
-    assert type(load_classifier(str(model_dir))) is BertClassifier
+    assert load_classifier(str(model_dir)).backend == "torch"
     assert "older than the model's weights" in capsys.readouterr().err
 
     shutil.rmtree(model_dir / ONNX_DIR)
-    assert type(load_classifier(str(model_dir))) is BertClassifier
+    assert load_classifier(str(model_dir)).backend == "torch"
     assert "no ONNX export" in capsys.readouterr().err
 
     monkeypatch.setenv("FAZHI_BACKEND", "onnx")
     with pytest.raises(FazhiError, match="no ONNX export"):
         load_classifier(str(model_dir))
     monkeypatch.setenv("FAZHI_BACKEND", "torch")
-    assert type(load_classifier(str(exported))) is BertClassifier
+    assert load_classifier(str(exported)).backend == "torch"
 
 
 def test_bad_quantize_option(exported):

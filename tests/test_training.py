@@ -17,7 +17,7 @@ from fazhi.corpora.dataset import build, load, stats
 from fazhi.corpora.gold import load_gold
 from fazhi.corpora.taxonomy import load_taxonomy
 from fazhi.errors import FazhiError
-from fazhi.models.base import load_classifier
+from fazhi.models.registry import load_classifier
 
 ANNOTATED = SHARED / "corpora" / "annotated"
 
@@ -102,7 +102,8 @@ def test_temperature_fit_recovers_overconfidence_and_keeps_the_argmax():
 def test_calibration_is_fitted_stored_and_applied_by_both_backends(tiny_model, tmp_path, monkeypatch):
     from fazhi.models.bert import BertClassifier
     from fazhi.models.calibration import Calibration
-    from fazhi.models.onnx import export_onnx, load_fast
+    from fazhi.models.meta import ModelMeta
+    from fazhi.training.export import export_onnx
     from fazhi.training.calibrate import calibrate
 
     model_dir = tmp_path / "m"
@@ -113,7 +114,7 @@ def test_calibration_is_fitted_stored_and_applied_by_both_backends(tiny_model, t
         calibrate(model_dir, GOLD_DIR, [tmp_path / "missing"])
     assert (model_dir / "fazhi.json").read_text() == before  # nothing stored before the error
     record = calibrate(model_dir, GOLD_DIR)
-    cal = Calibration.from_meta(json.loads((model_dir / "fazhi.json").read_text()))
+    cal = ModelMeta.read(model_dir).get_calibration()
     assert cal.to_dict() == record["calibration"] and cal != Calibration()
     assert record["cross_fitted"] is not None and record["inputs"] > 60
     # a sharper temperature for the test, so that both heads visibly move
@@ -125,7 +126,7 @@ def test_calibration_is_fitted_stored_and_applied_by_both_backends(tiny_model, t
     assert max(p.scores[p.category] for p in torch_preds) > max(p.scores[p.category] for p in raw)
     assert all(p.shortcoming == (p.shortcoming_score >= 0.3) for p in torch_preds)
     export_onnx(model_dir, quantize="none")
-    onnx_preds = load_fast(model_dir)[0].predict(TEXTS)
+    onnx_preds = BertClassifier.load(model_dir, "onnx").predict(TEXTS)
     for a, b in zip(torch_preds, onnx_preds):
         assert a.category == b.category and a.shortcoming == b.shortcoming
         assert abs(a.shortcoming_score - b.shortcoming_score) < 1e-3

@@ -17,8 +17,7 @@ from typing import Sequence
 
 from fazhi.corpora import parse_text, read_text
 from fazhi.errors import FazhiError
-from fazhi.models.base import document_inputs
-from fazhi.models.digest import build_digest
+from fazhi.analysis import Analyzer
 
 
 def _reset_peak() -> bool:
@@ -53,7 +52,7 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
     from tqdm.auto import tqdm
     from transformers import pipeline
 
-    from fazhi.models.registry import resolve
+    from fazhi.models.registry import load_classifier
     from fazhi.corpora.gold import load_gold
 
     model_dir = Path(model_dir)
@@ -71,7 +70,8 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
                     "torch_threads": None}
 
     _reset_peak()
-    fast = resolve(model_dir)
+    fast = load_classifier(model_dir)
+    analyzer = Analyzer(fast)
     result["fazhi_backend"] = getattr(fast, "backend", fast.name)
     fast.predict(base[:8])  # warm-up
     result["fazhi_paragraphs_per_s"] = _rate(fast.predict, texts)
@@ -83,7 +83,7 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
         text = "\n".join([read_text(reports[0])] * k)
         start = time.perf_counter()
         doc = parse_text(text)
-        build_digest(doc, fast.predict(*document_inputs(doc)), fast)
+        analyzer.analyze(doc).digest
         report_ms[f"{k}x"] = {"paragraphs": len(doc.paragraphs), "ms": round(1000 * (time.perf_counter() - start), 1)}
     result["report_ms"] = report_ms
     result["report_growth_16x_per_paragraph"] = round(

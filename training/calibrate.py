@@ -1,4 +1,4 @@
-"""Fit a model's calibration (:mod:`models.calibration`) on a human-labelled dev set.
+"""Fit a model's calibration (:mod:`fazhi.models.calibration`) on a human-labelled dev set.
 
 The inputs are every gold body line as both evaluation blocks send it: alone, and with the
 heading path its parsed report gives it. The stored calibration is fitted on all of them;
@@ -20,6 +20,7 @@ from fazhi.errors import FazhiError
 from fazhi.models.base import document_inputs
 from fazhi.models.bert import BertClassifier, with_context
 from fazhi.models.calibration import Calibration, fit, fold_of
+from fazhi.models.meta import ModelMeta
 from fazhi.training.evaluate import ece
 
 
@@ -84,8 +85,6 @@ def calibrate(model_dir: str | Path, gold_dir: str | Path, also: list[str | Path
               "cross_fitted": _figures(probs_c, probs_s, thresholds, yc, ys)
               if (folds == 0).any() and (folds == 1).any() else None}
     for directory in (model_dir, *also):
-        path = Path(directory) / "fazhi.json"
-        meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        path.write_text(json.dumps({**meta, "calibration": cal.to_dict(), "calibration_record": record},
-                                   ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        ModelMeta.read(directory).model_copy(update={"calibration": cal.to_dict(),
+                                                     "calibration_record": record}).write(directory)
     return record

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from fazhi.analysis import Analyzer
 from fazhi.corpora.gold import align, load_gold
 from fazhi.errors import FazhiError
-from fazhi.models.base import Classifier, document_inputs
-from fazhi.models.digest import build_digest
+from fazhi.models.base import Classifier
 
 BLOCKS = ("paragraph", "document")
 ECE_BINS = 15
@@ -129,12 +129,12 @@ def score_lines(model: Classifier, gold: dict[str, list[dict]]) -> tuple[dict[st
     paragraph = [_line(name, r, p) for (name, r), p in zip(body, alone)]
 
     document, sc_lines, sc_listed = [], 0, 0
-    for name, rows in gold.items():
-        doc, paragraphs = align(rows)
-        texts, paths = document_inputs(doc)
-        preds = dict(zip((p.id for p in doc.paragraphs), model.predict(texts, paths)))
-        listed = {s.paragraph_id for s in build_digest(doc, list(preds.values()), model, source=name).shortcomings} \
-            if doc.body else set()
+    aligned = {name: align(rows) for name, rows in gold.items()}
+    analyses = Analyzer(model).pipe((doc for doc, _ in aligned.values()), names=list(aligned))
+    for (name, (doc, paragraphs)), analysis in zip(aligned.items(), analyses):
+        preds = dict(zip((p.id for p in doc.paragraphs), analysis.predictions))
+        listed = {s.paragraph_id for s in analysis.digest.shortcomings} if doc.body else set()
+        rows = gold[name]
         for r, para in zip(rows, paragraphs):
             if r["kind"] != "body":
                 continue

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from fazhi.errors import FazhiError
-from fazhi.models.bert import BertClassifier, load_shortcoming_head
-from fazhi.models.calibration import Calibration
+from fazhi.models.bert import BertClassifier, TorchRuntime, load_shortcoming_head
+from fazhi.models.meta import ModelMeta
 
 ADAPTER_DIR = Path(__file__).resolve().parent / "release"
 
@@ -70,18 +70,17 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, o
         raise FazhiError(str(adapter_dir), "no adapter_config.json: not a LoRA adapter directory")
     if not (base_dir / "config.json").is_file():
         raise FazhiError(str(base_dir), "base model directory not found or has no config.json")
-    meta = json.loads((adapter_dir / "fazhi.json").read_text())
-    labels = meta["labels"]
+    meta = ModelMeta.read(adapter_dir)
+    labels = meta.labels or []
     base = AutoModelForSequenceClassification.from_pretrained(
         base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={l: i for i, l in enumerate(labels)}, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     head = load_shortcoming_head(adapter_dir)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    out = BertClassifier(merged, tokenizer, head, meta.get("max_length", 192), name="fazhi-e5-small-lora",
-                         calibration=Calibration.from_meta(meta)).save(
-        out_dir, {"adapter": str(adapter_dir), "base_model": str(base_dir),
-                  "training": read_training(adapter_dir)})
+    release = meta.model_copy(update={"name": "fazhi-e5-small-lora", "adapter": str(adapter_dir),
+                                      "base_model": str(base_dir), "training": read_training(adapter_dir)})
+    out = BertClassifier(TorchRuntime(merged, head), tokenizer, release).save(out_dir)
     write_card(out, adapter_dir, str(base_dir))
     return out
 

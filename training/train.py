@@ -25,7 +25,8 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from fazhi.errors import FazhiError
-from fazhi.models.bert import (BertClassifier, ShortcomingHead, TwoHeads, context_sep_id, load_shortcoming_head,
+from fazhi.models.meta import META_FILE, ModelMeta
+from fazhi.models.bert import (BertClassifier, ShortcomingHead, TorchRuntime, TwoHeads, context_sep_id, load_shortcoming_head,
                          save_shortcoming_head, with_context)
 
 LORA_TARGETS = r".*encoder.*\.(query|key|value|dense)$"
@@ -150,10 +151,9 @@ def _continue_from(model, adapter_dir: str, labels: list[str]):
     """``model`` with the LoRA adapter of ``adapter_dir`` loaded trainable, and that adapter's shortcoming head."""
     from peft import PeftModel
 
-    meta_path = Path(adapter_dir) / "fazhi.json"
-    if not (Path(adapter_dir) / "adapter_config.json").is_file() or not meta_path.is_file():
-        raise FazhiError(adapter_dir, "not a fazhi LoRA adapter directory (adapter_config.json, fazhi.json)")
-    if json.loads(meta_path.read_text())["labels"] != labels:
+    if not (Path(adapter_dir) / "adapter_config.json").is_file() or not (Path(adapter_dir) / META_FILE).is_file():
+        raise FazhiError(adapter_dir, f"not a fazhi LoRA adapter directory (adapter_config.json, {META_FILE})")
+    if ModelMeta.read(adapter_dir).labels != labels:
         raise FazhiError(adapter_dir, "the adapter's labels are not the label scheme's")
     return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True), load_shortcoming_head(adapter_dir)
 
@@ -329,9 +329,10 @@ def train(args: TrainArgs) -> dict:
     if args.lora_r or args.init_adapter:
         model.save_pretrained(out / "adapter")
         save_shortcoming_head(heads.shortcoming, out / "adapter")
-        (out / "adapter" / "fazhi.json").write_text(json.dumps({"labels": labels, "max_length": args.max_length}))
+        ModelMeta(labels=labels, max_length=args.max_length).write(out / "adapter")
         model = model.merge_and_unload()
-    BertClassifier(model, tokenizer, heads.shortcoming, args.max_length, name=out.name).save(out, {"training": summary})
+    BertClassifier(TorchRuntime(model, heads.shortcoming), tokenizer,
+                   ModelMeta(name=out.name, labels=labels, max_length=args.max_length, training=summary)).save(out)
     (out / "training.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))
     return summary
 
