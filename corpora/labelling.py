@@ -170,7 +170,3 @@ def label(ctx: Context, tax: Taxonomy) -> SilverLabel:
     sc = [v for lf in SHORTCOMING_LFS if (v := lf(ctx, tax))]
     return combine(cat, sc, tax)
 
-
-def label_document(doc: Document, tax: Taxonomy) -> list[SilverLabel]:
-    """Silver labels for every paragraph of a parsed report, in order."""
-    return [label(ctx, tax) for ctx in contexts_for_document(doc)]

@@ -20,8 +20,10 @@ _BLOCK_TAGS = ("p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6",
 
 
 def max_bytes_from_env() -> int:
-    """The size limit in bytes: ``FAZHI_MAX_BYTES`` or 20 MB."""
-    return int(os.environ.get("FAZHI_MAX_BYTES", DEFAULT_MAX_BYTES))
+    """The size limit in bytes: ``FAZHI_MAX_BYTES`` or 20 MB (a bad value: one-line FazhiError)."""
+    from fazhi.settings import settings  # on use: a caller that passes max_bytes never loads pydantic-settings
+
+    return settings().max_bytes
 
 
 def read_text(path: str | Path, max_bytes: int | None = None) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from fazhi.errors import FazhiError
+from fazhi.settings import RELEASE_MODEL
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 EXIT_BAD_INPUT = 2
@@ -228,7 +229,7 @@ app.add_typer(models_app, name="models")
 def models_merge(
     base_model: Path = typer.Option(..., "--base-model", help="Base encoder directory"),
     adapter: Optional[Path] = typer.Option(None, help="LoRA adapter directory (default: the release adapter)"),
-    out: Path = typer.Option(Path("build/release-model"), "--out"),
+    out: Path = typer.Option(RELEASE_MODEL, "--out"),
 ) -> None:
     """Merge a LoRA adapter and heads into the base encoder: a full Hugging Face model directory."""
     from fazhi.training.release import ADAPTER_DIR, merge_adapter
@@ -254,7 +255,7 @@ def models_calibrate(
 def models_card(
     evaluation: Path = typer.Option(..., "--eval", help="JSON written by `fazhi evaluate` for the merged model"),
     adapter: Optional[Path] = typer.Option(None, help="LoRA adapter directory (default: the release adapter)"),
-    model: Path = typer.Option(Path("build/release-model"), "--model", help="The merged model whose card to rewrite"),
+    model: Path = typer.Option(RELEASE_MODEL, "--model", help="The merged model whose card to rewrite"),
 ) -> None:
     """Record evaluation figures in the adapter (fazhi.json) and the merged model's card (README.md)."""
     from fazhi.training.release import ADAPTER_DIR, record_metrics
@@ -278,7 +279,7 @@ def models_import_e5(
 @models_app.command("export-onnx")
 @user_errors
 def models_export_onnx(
-    model: Path = typer.Option(Path("build/release-model"), "--model", help="A saved BERT model directory"),
+    model: Path = typer.Option(RELEASE_MODEL, "--model", help="A saved BERT model directory"),
     quantize: str = typer.Option("smooth", help="int8 model (used when present): smooth, all or none"),
 ) -> None:
     """Export a BERT model to ONNX (MODEL/onnx); tagging, the API and evaluate then run it with ONNX Runtime."""
@@ -353,21 +354,28 @@ def serve(
     port: int = typer.Option(8000, help="TCP port"),
     db: Optional[Path] = typer.Option(None, help="SQLite file (default $FAZHI_DB or ./fazhi.db)"),
     model: Optional[str] = typer.Option(None, help="rules, tfidf, or a model directory (default: release model)"),
-    key_file: Optional[Path] = typer.Option(None, help="File of API key hashes (see `fazhi api-key new`)"),
-    batching: bool = typer.Option(True, help="Batch concurrent /v1/classify requests into one model call"),
-    protect_reads: bool = typer.Option(False, help="Require an API key on read endpoints too"),
+    key_file: Optional[Path] = typer.Option(None, help="File of API key hashes, see `fazhi api-key new` "
+                                                       "(default $FAZHI_API_KEY_FILE)"),
+    # None when not given, so that $FAZHI_BATCHING / $FAZHI_PROTECT_READS apply
+    batching: Optional[bool] = typer.Option(None, "--batching/--no-batching", show_default=False,
+                                            help="Batch concurrent /v1/classify requests into one model call "
+                                                 "(default $FAZHI_BATCHING or on)"),
+    protect_reads: Optional[bool] = typer.Option(None, "--protect-reads/--no-protect-reads", show_default=False,
+                                                 help="Require an API key on read endpoints too "
+                                                      "(default $FAZHI_PROTECT_READS or off)"),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs). Write endpoints need a key from $FAZHI_API_KEYS or --key-file."""
     import logging
 
     import uvicorn
 
-    from fazhi.serving.app import Settings, create_app
+    from fazhi.serving.app import create_app
+    from fazhi.settings import settings as load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = Settings.from_env(db=db, model=model, key_file=key_file, batching=batching,
-                                 protect_reads=protect_reads or None)
-    if not settings.key_file and not os.environ.get("FAZHI_API_KEYS"):
+    settings = load_settings(db=db, model=model, api_key_file=key_file, batching=batching,
+                             protect_reads=protect_reads)
+    if not settings.api_key_file and not settings.api_keys.get_secret_value():
         typer.echo("fazhi: warning: no API keys configured; write endpoints will answer 401", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")
 
@@ -449,10 +457,15 @@ app.add_typer(api_key_app, name="api-key")
 
 @api_key_app.command("new")
 @user_errors
-def api_key_new(key_file: Path = typer.Option(..., "--key-file", help="Append the new key's hash here")) -> None:
+def api_key_new(key_file: Optional[Path] = typer.Option(None, "--key-file", help="Append the new key's hash here "
+                                                                               "(default $FAZHI_API_KEY_FILE)")) -> None:
     """Make a key, store only its hash in KEY_FILE, print the key once."""
     from fazhi.serving.auth import new_key
+    from fazhi.settings import settings as load_settings
 
+    key_file = key_file or load_settings().api_key_file
+    if key_file is None:
+        fail("--key-file: give a file, or set FAZHI_API_KEY_FILE")
     typer.echo(new_key(key_file))
 
 

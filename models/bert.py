@@ -22,10 +22,9 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from fazhi.errors import FazhiError
 from fazhi.models.base import HeadingPaths, Prediction, check_inputs
-from fazhi.models.meta import ModelMeta
+from fazhi.models.meta import SC_HEAD, ModelMeta
 
 CONTEXT_SEP = " ｜ "
-SC_HEAD = "shortcoming_head.safetensors"
 
 
 def with_context(text: str, heading_path: Sequence[str] | None) -> str:

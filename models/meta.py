@@ -1,5 +1,5 @@
 """``fazhi.json``, the metadata every saved model and adapter directory carries: one typed
-schema, read and written only here."""
+schema, read and written only here; and the names of a model directory's files."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fazhi.errors import FazhiError
 from fazhi.models.calibration import Calibration
 
 META_FILE = "fazhi.json"
+SC_HEAD = "shortcoming_head.safetensors"  # the shortcoming head beside a BERT model's weights
 
 
 class ModelMeta(BaseModel):

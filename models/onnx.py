@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fazhi.models.bert import SC_HEAD
+from fazhi.models.meta import SC_HEAD
 from fazhi.models.calibration import softmax
 
 ONNX_DIR = "onnx"

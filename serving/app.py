@@ -1,23 +1,26 @@
-"""The FastAPI application: settings, lifespan (model and store), JSON errors and access logs."""
+"""The FastAPI application: lifespan (model and store), JSON errors and access logs.
+
+Its configuration is :class:`fazhi.settings.Settings` (``FAZHI_*`` variables, CLI flags on top).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fazhi.errors import FazhiError
 from fazhi.serving.auth import load_key_hashes
+from fazhi.settings import Settings
+from fazhi.settings import settings as load_settings
 
 log = logging.getLogger("fazhi.access")
 
@@ -25,46 +28,9 @@ _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
           413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input", 503: "not_ready"}
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise FazhiError(name, f"expected an integer, got {value!r}") from None
-
-
-@dataclass
-class Settings:
-    """Server configuration; :meth:`from_env` reads ``FAZHI_*`` variables, CLI flags override them."""
-
-    db: Path = Path("fazhi.db")
-    model: str | None = None  # rules, tfidf or a directory; None: the release model
-    key_file: Path | None = None
-    protect_reads: bool = False  # require a key on GET endpoints too
-    max_paragraphs: int = 256  # per /v1/classify request
-    max_paragraph_chars: int = 5000
-    max_body_bytes: int = 20 * 1024 * 1024
-    batching: bool = True
-    max_batch: int = 64  # paragraphs per model call
-    max_wait_ms: float = 5.0  # how long the first request waits for company
-    api_keys_env: str | None = field(default=None, repr=False)  # None: read $FAZHI_API_KEYS
-
-    @classmethod
-    def from_env(cls, **overrides) -> "Settings":
-        env = os.environ
-        s = cls(db=Path(env.get("FAZHI_DB", "fazhi.db")), model=env.get("FAZHI_MODEL"),
-                key_file=Path(env["FAZHI_API_KEY_FILE"]) if env.get("FAZHI_API_KEY_FILE") else None,
-                protect_reads=env.get("FAZHI_PROTECT_READS", "") in ("1", "true", "yes"),
-                max_paragraphs=_env_int("FAZHI_MAX_PARAGRAPHS", 256),
-                max_paragraph_chars=_env_int("FAZHI_MAX_PARAGRAPH_CHARS", 5000),
-                max_body_bytes=_env_int("FAZHI_MAX_BYTES", 20 * 1024 * 1024),
-                batching=env.get("FAZHI_BATCHING", "1") not in ("0", "false", "no"))
-        for key, value in overrides.items():
-            if value is not None:
-                setattr(s, key, value)
-        return s
+# batcher tuning, kept out of Settings: no FAZHI_ variable sets it
+MAX_BATCH = 64  # paragraphs per model call
+MAX_WAIT_MS = 5.0  # how long the first request of a batch waits for company, milliseconds
 
 
 def error_response(status: int, message: str, code: str | None = None, headers: dict | None = None) -> JSONResponse:
@@ -79,15 +45,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from fazhi.serving.routes import router
     from fazhi.serving.store import open_store
 
-    settings = settings or Settings.from_env()
-    key_hashes = load_key_hashes(settings.key_file, settings.api_keys_env)  # bad key file: fail before serving
+    settings = settings or load_settings()
+    # a bad key file fails here, before serving
+    key_hashes = load_key_hashes(settings.api_key_file, settings.api_keys.get_secret_value())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         clf = load_classifier(settings.model)
         clf.predict(["依法行政，建设法治政府。"])  # warm-up: first-call costs before the first request
         app.state.store = open_store(settings.db)
-        app.state.batcher = Batcher(clf, settings.max_batch, settings.max_wait_ms, settings.batching)
+        app.state.batcher = Batcher(clf, MAX_BATCH, MAX_WAIT_MS, settings.batching)
         await app.state.batcher.start()
         log.info(json.dumps({"event": "ready", "model": clf.name, "db": str(settings.db),
                              "batching": settings.batching, "api_keys": len(key_hashes)}))
@@ -100,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.key_hashes = key_hashes
     app.include_router(router)
+    if not settings.protect_reads:
+        _keys_optional_for_reads(app, router)
 
     @app.middleware("http")
     async def access_log(request: Request, call_next):
@@ -107,9 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.state.request_id = request_id
         start = time.perf_counter()
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+        if length and length.isdigit() and int(length) > settings.max_bytes:
             response = error_response(413, f"request body is {length} bytes, over the limit max_body_bytes="
-                                           f"{settings.max_body_bytes}")
+                                           f"{settings.max_bytes}")
         else:
             response = await call_next(request)
         response.headers["X-Request-ID"] = request_id
@@ -142,3 +111,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               code="internal")
 
     return app
+
+
+def _keys_optional_for_reads(app: FastAPI, router: APIRouter) -> None:
+    """Mark the key as optional on read operations in the OpenAPI document (``security: [{}, key]``).
+
+    FastAPI lists a ``Security`` dependency as required; read endpoints take a key only when the
+    server protects reads, so without that the document would claim keys that are not needed.
+    """
+    from fazhi.serving.deps import read_access
+
+    # the router's own routes: recent FastAPI keeps included routers in app.routes as opaque wrappers
+    reads = {(route.path, method.lower()) for route in router.routes if isinstance(route, APIRoute)
+             for method in route.methods if any(d.dependency is read_access for d in route.dependencies)}
+
+    build = app.openapi  # FastAPI's own, which caches its result in app.openapi_schema
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            for path, operations in build()["paths"].items():
+                for method, operation in operations.items():
+                    if (path, method) in reads and operation.get("security"):
+                        operation["security"] = [{}, *operation["security"]]
+        return app.openapi_schema
+
+    app.openapi = openapi

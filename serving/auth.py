@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
@@ -22,10 +21,10 @@ def hash_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def load_key_hashes(key_file: str | Path | None = None, env: str | None = None) -> set[str]:
-    """Hashes of the accepted keys: those in ``env`` (default ``$FAZHI_API_KEYS``) and in ``key_file``."""
-    env = os.environ.get("FAZHI_API_KEYS", "") if env is None else env
-    hashes = {hash_key(k.strip()) for k in env.split(",") if k.strip()}
+def load_key_hashes(key_file: str | Path | None = None, keys: str = "") -> set[str]:
+    """Hashes of the accepted keys: those in ``keys`` (comma-separated, as ``FAZHI_API_KEYS`` holds
+    them: pass ``Settings.api_keys.get_secret_value()``) and those in ``key_file``."""
+    hashes = {hash_key(k.strip()) for k in keys.split(",") if k.strip()}
     if key_file:
         path = Path(key_file)
         if not path.is_file():

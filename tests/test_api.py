@@ -5,26 +5,42 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
+import threading
+import time
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from conftest import REPORTS, SAMPLE, write_docx
 from fazhi.errors import FazhiError
 from fazhi.models.registry import load_classifier
-from fazhi.serving.app import Settings, create_app
+from fazhi.serving import routes
+from fazhi.serving.app import create_app
 from fazhi.serving.auth import hash_key, load_key_hashes, new_key
 from fazhi.serving.batching import Batcher
-from fazhi.serving.store import MIGRATIONS, ReportRecord, encode_cursor, open_store
+from fazhi.serving.store import MIGRATIONS, ReportRecord, SQLiteStore, encode_cursor, open_store
+from fazhi.settings import Settings
 
 KEY = {"X-API-Key": "test-key"}
 REPORT_001 = next(p for p in REPORTS if p.name.startswith("001_"))
 
 
+@pytest.fixture(autouse=True)
+def no_fazhi_env(monkeypatch):
+    """Settings() reads FAZHI_* variables: the developer's own must not change these tests."""
+    for name in [n for n in os.environ if n.startswith("FAZHI_")]:
+        monkeypatch.delenv(name)
+
+
+def make_settings(tmp_path, **overrides) -> Settings:
+    return Settings(db=tmp_path / "api.db", model="rules", api_keys="test-key,other-key", **overrides)
+
+
 def make_client(tmp_path, **overrides) -> TestClient:
-    settings = Settings(db=tmp_path / "api.db", model="rules", api_keys_env="test-key,other-key", **overrides)
-    return TestClient(create_app(settings))
+    return TestClient(create_app(make_settings(tmp_path, **overrides)))
 
 
 @pytest.fixture
@@ -121,7 +137,7 @@ def test_one_failing_request_never_fails_another_in_its_batch():
 
 
 def test_classify_malformed_json_and_limits(tmp_path):
-    with make_client(tmp_path, max_paragraphs=3, max_paragraph_chars=50, max_body_bytes=2000) as c:
+    with make_client(tmp_path, max_paragraphs=3, max_paragraph_chars=50, max_bytes=2000) as c:
         r = c.post("/v1/classify", content=b'{"paragraphs": [', headers={"content-type": "application/json"})
         assert_error(r, 422)
         assert_error(c.post("/v1/classify", json={"paragraphs": ["一"] * 4}), 413, "max_paragraphs=3")
@@ -244,8 +260,9 @@ def test_key_file_is_hashed_and_keys_stay_out_of_logs(tmp_path, caplog):
     key_file = tmp_path / "keys"
     key = new_key(key_file)
     assert key not in key_file.read_text() and hash_key(key) in key_file.read_text()
-    assert load_key_hashes(key_file, env="") == {hash_key(key)}
-    settings = Settings(db=tmp_path / "k.db", model="rules", key_file=key_file, api_keys_env="")
+    assert load_key_hashes(key_file) == {hash_key(key)}
+    assert load_key_hashes(key_file, " a, ,b ") == {hash_key(key), hash_key("a"), hash_key("b")}
+    settings = Settings(db=tmp_path / "k.db", model="rules", api_key_file=key_file)
     caplog.set_level(logging.INFO, logger="fazhi.access")
     with TestClient(create_app(settings)) as c:
         r = c.post("/v1/reports", json={"text": SAMPLE.read_text(encoding="utf-8")}, headers={"X-API-Key": key})
@@ -253,7 +270,7 @@ def test_key_file_is_hashed_and_keys_stay_out_of_logs(tmp_path, caplog):
     assert key not in caplog.text and '"status": 201' in caplog.text and "request_id" in caplog.text
     (tmp_path / "bad").write_text("not-a-hash\n")
     with pytest.raises(FazhiError, match="bad:1"):
-        load_key_hashes(tmp_path / "bad", env="")
+        load_key_hashes(tmp_path / "bad")
 
 
 def test_store_is_atomic_and_migrated(tmp_path):
@@ -303,3 +320,66 @@ def test_openapi_has_examples_and_typed_bodies(client):
     content = paths["/v1/reports"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(content)
     assert "examples" in json.dumps(spec["components"]["schemas"]["ClassifyRequest"])
+
+
+def test_openapi_declares_the_api_key_scheme(tmp_path):
+    """The key is a security scheme: writes require it; reads list it as optional unless reads are protected."""
+    key = [{"APIKeyHeader": []}]
+    with make_client(tmp_path) as c:
+        spec = c.get("/openapi.json").json()
+    scheme = spec["components"]["securitySchemes"]["APIKeyHeader"]
+    assert {k: scheme[k] for k in ("type", "in", "name")} == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    paths = spec["paths"]
+    assert paths["/v1/reports"]["post"]["security"] == key
+    assert paths["/v1/reports/{report_id}"]["delete"]["security"] == key
+    assert paths["/v1/paragraphs"]["get"]["security"] == [{}, *key]
+    assert paths["/v1/classify"]["post"]["security"] == [{}, *key]
+    assert "security" not in paths["/healthz"]["get"] and "security" not in paths["/readyz"]["get"]
+    with make_client(tmp_path, protect_reads=True) as c:
+        protected = c.get("/openapi.json").json()["paths"]
+    assert protected["/v1/paragraphs"]["get"]["security"] == key and protected["/v1/reports"]["post"]["security"] == key
+
+
+def _slow(monkeypatch, owner, name: str, started: threading.Event, seconds: float = 0.5) -> None:
+    """Make ``owner.name`` block its thread for ``seconds`` (as a slow disk or a long parse would)."""
+    real = getattr(owner, name)
+
+    def slow(*args, **kwargs):
+        started.set()
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, slow)
+
+
+@pytest.mark.parametrize("owner, name, method, url, kwargs", [
+    (SQLiteStore, "list", "GET", "/v1/reports", {}),
+    (SQLiteStore, "paragraphs", "GET", "/v1/paragraphs", {}),
+    (SQLiteStore, "add", "POST", "/v1/reports", {"json": {"text": SAMPLE.read_text(encoding="utf-8")}, "headers": KEY}),
+    (routes, "read_bytes", "POST", "/v1/reports", {"files": {"file": ("r.txt", SAMPLE.read_bytes())}, "headers": KEY}),
+], ids=["store.list", "store.paragraphs", "store.add", "read_bytes"])
+def test_blocking_work_leaves_the_event_loop_free(tmp_path, monkeypatch, owner, name, method, url, kwargs):
+    """While a request sits in a blocking store call or file parse, /healthz still answers at once:
+    the blocking work runs in a thread, not on the event loop."""
+    started = threading.Event()
+    _slow(monkeypatch, owner, name, started)
+    app = create_app(make_settings(tmp_path))
+
+    async def scenario() -> tuple[httpx.Response, bool, float]:
+        transport = httpx.ASGITransport(app=app)  # runs the app on this event loop, as uvicorn would
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport,
+                                                                        base_url="http://test") as http:
+            slow = asyncio.create_task(http.request(method, url, **kwargs))
+            while not started.is_set():  # the slow request is now inside the blocking call
+                await asyncio.sleep(0.005)
+            t0 = time.perf_counter()
+            health = await http.get("/healthz")
+            waited = time.perf_counter() - t0
+            assert health.json() == {"status": "ok"}
+            overlapped = not slow.done()
+            return await slow, overlapped, waited
+
+    response, overlapped, waited = asyncio.run(scenario())
+    assert response.status_code in (200, 201), response.text
+    # a blocked loop would have finished the slow request first and kept /healthz waiting 0.5 s
+    assert overlapped and waited < 0.25, waited

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from conftest import REPORTS
-from fazhi.serving.app import Settings, create_app
+from fazhi.serving.app import create_app
 from fazhi.serving.loadtest import running_server
+from fazhi.settings import Settings
 
 REPORT_001 = next(p for p in REPORTS if p.name.startswith("001_"))
 
@@ -36,7 +37,7 @@ def test_real_server_end_to_end(tmp_path):
 
 _DB = Path(tempfile.mkdtemp(prefix="fazhi-fuzz-")) / "fuzz.db"
 schema = schemathesis.openapi.from_asgi(
-    "/openapi.json", create_app(Settings(db=_DB, model="rules", api_keys_env="fuzz-key")))
+    "/openapi.json", create_app(Settings(db=_DB, model="rules", api_keys="fuzz-key")))
 
 
 @schema.parametrize()

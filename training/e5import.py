@@ -22,7 +22,6 @@ from fazhi.errors import FazhiError
 
 QK = 32  # weights per Q4_0 block
 _Q4 = 1  # dtype code of Q4_0 matrices in the directory (0: float32)
-SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 
 
 @dataclass

