@@ -5,15 +5,14 @@ Every failure is a :class:`FazhiError` naming the file and what is wrong with it
 
 from __future__ import annotations
 
-import os
+import re
 import zipfile
 from pathlib import Path
 
 from charset_normalizer import from_bytes
 
-from fazhi.errors import FazhiError
+from fazhi.errors import FazhiError, LimitError
 
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 SUPPORTED = (".txt", ".html", ".htm", ".docx", ".pdf")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted docx and legacy .doc
 _BLOCK_TAGS = ("p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "td")
@@ -38,30 +37,48 @@ def read_text(path: str | Path, max_bytes: int | None = None) -> str:
     size = path.stat().st_size
     limit = max_bytes if max_bytes is not None else max_bytes_from_env()
     if size > limit:
-        raise FazhiError(name, f"file is {size} bytes, over the limit of {limit} bytes")
+        raise LimitError(name, f"file is {size} bytes, over the limit of {limit} bytes (FAZHI_MAX_BYTES)")
     if size == 0:
         raise FazhiError(name, "file is empty")
     return read_bytes(path.read_bytes(), ext, name)
 
 
 def iter_jsonl(lines, name: str):
-    """Yield ``(line_number, object)`` for each non-blank JSON line; a bad line is a FazhiError."""
+    """Yield ``(line_number, object)`` for each non-blank JSON line of ``lines`` (str or, from a
+    file opened in binary mode, UTF-8 bytes: then a line that is not UTF-8 is named); a bad line
+    (not UTF-8, not JSON, nested past Python's recursion limit) is a FazhiError naming ``name:line``."""
     import json
 
     for n, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FazhiError(f"{name}:{n}", "not UTF-8 text") from None
         if not line.strip():
             continue
         try:
             yield n, json.loads(line)
         except json.JSONDecodeError as err:
             raise FazhiError(f"{name}:{n}", f"not valid JSON ({err.msg})") from None
+        except RecursionError:
+            raise FazhiError(f"{name}:{n}", "JSON nested too deeply") from None
 
 
-def read_bytes(data: bytes, ext: str, name: str = "<input>") -> str:
-    """Decode the bytes of a file of type ``ext`` ('.txt', '.html', '.docx', '.pdf')."""
+def read_bytes(data: bytes, ext: str, name: str = "<input>", max_inflated: int | None = None) -> str:
+    """Decode the bytes of a file of type ``ext`` ('.txt', '.html', '.docx', '.pdf'). A .docx or
+    .pdf whose compressed parts inflate past ``max_inflated`` bytes (default
+    ``$FAZHI_MAX_INFLATED_BYTES``) is a :class:`LimitError`, found before anything is inflated
+    in full."""
     ext = ext.lower()
     if not data:
         raise FazhiError(name, "file is empty")
+    if ext in (".docx", ".pdf"):
+        if max_inflated is None:
+            from fazhi.settings import settings
+
+            max_inflated = settings().max_inflated_bytes
+        (_check_zip if ext == ".docx" else _check_pdf_streams)(data, name, max_inflated)
     if ext == ".docx":
         text = _docx_text(data, name)
     elif ext == ".pdf":
@@ -122,6 +139,49 @@ def _html_text(html: str) -> str:
         tag.insert_before("\n")
         tag.insert_after("\n")
     return soup.get_text()
+
+
+def _over(name: str, limit: int) -> LimitError:
+    return LimitError(name, f"decompresses to more than {limit} bytes, over the limit FAZHI_MAX_INFLATED_BYTES={limit}")
+
+
+def _check_zip(data: bytes, name: str, limit: int) -> None:
+    """The sizes a .docx declares for its members, summed, against ``limit``. Reading a member
+    never yields more than its declared size (zipfile stops there), so this bounds the inflation."""
+    import io
+
+    try:
+        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, ValueError):
+        return  # not a zip at all: _docx_text names the problem
+    if sum(m.file_size for m in members) > limit:
+        raise _over(name, limit)
+
+
+_STREAM = re.compile(rb"stream\r?\n")
+
+
+def _check_pdf_streams(data: bytes, name: str, limit: int) -> None:
+    """Inflate every Flate stream of a PDF in bounded steps and stop once they pass ``limit``
+    bytes in all. pdfminer inflates each stream whole in memory, so a 0.5 MB file can ask it
+    for gigabytes; this pass costs one streaming inflate of the same data."""
+    import zlib
+
+    total = 0
+    for m in _STREAM.finditer(data):
+        end = data.find(b"endstream", m.end())
+        if end < 0:
+            break
+        inflater = zlib.decompressobj()
+        chunk = data[m.end():end]
+        try:
+            while chunk and not inflater.eof:
+                total += len(inflater.decompress(chunk, 1 << 20))
+                if total > limit:
+                    raise _over(name, limit)
+                chunk = inflater.unconsumed_tail
+        except zlib.error:
+            continue  # not Flate data (or not compressed): nothing inflates
 
 
 def _docx_text(data: bytes, name: str) -> str:

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Iterable, Iterator, Union
 
 from fazhi.corpora import Document, read_document
+from fazhi.errors import LimitError
 from fazhi.models.base import Classifier, Prediction, document_inputs, tagged_paragraphs
 from fazhi.models.digest import SUMMARY_CHARS, Digest, build_digest
 from fazhi.models.registry import load_classifier
+from fazhi.settings import settings
 
 Source = Union[str, Path, Document]  # a report file (txt, html, docx, pdf) or an already parsed report
 PIPE_PARAGRAPHS = 512  # paragraphs per model call in pipe(): a few reports' worth, bounded memory
@@ -54,12 +56,16 @@ class Analyzer:
 
     ``model``: a classifier object, or what :func:`~fazhi.models.registry.load_classifier` takes
     (``rules``, ``tfidf``, a model directory; None: the release model). ``summary_chars``: the
-    digest's summary length in characters.
+    digest's summary length in characters. ``max_paragraphs``: a longer report is a
+    :class:`LimitError` before any tagging (default ``$FAZHI_MAX_REPORT_PARAGRAPHS``), so one
+    report's time and memory stay bounded.
     """
 
-    def __init__(self, model: Classifier | str | Path | None = None, summary_chars: int = SUMMARY_CHARS):
+    def __init__(self, model: Classifier | str | Path | None = None, summary_chars: int = SUMMARY_CHARS,
+                 max_paragraphs: int | None = None):
         self.classifier: Classifier = model if hasattr(model, "predict") else load_classifier(model)
         self.summary_chars = summary_chars
+        self.max_paragraphs = max_paragraphs or settings().max_report_paragraphs
 
     def analyze(self, source: Source, name: str | None = None) -> Analysis:
         """One report; ``name`` names it in errors (default: the file's path)."""
@@ -75,6 +81,9 @@ class Analyzer:
         for source in sources:
             name = next(names) if names is not None else (str(source) if not isinstance(source, Document) else "report")
             doc = source if isinstance(source, Document) else read_document(source)
+            if len(doc.paragraphs) > self.max_paragraphs:
+                raise LimitError(name, f"report has {len(doc.paragraphs)} paragraphs, over the limit "
+                                       f"FAZHI_MAX_REPORT_PARAGRAPHS={self.max_paragraphs}")
             pending.append((doc, name))
             size += len(doc.paragraphs)
             if size >= batch_paragraphs:

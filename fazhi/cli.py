@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -170,19 +169,23 @@ def classify(
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="JSONL with a 'text' field per line (default: stdin)"),
     model: ModelName = "bert",
 ) -> None:
-    """Tag paragraphs: JSONL in ({"text", "heading_path"?}), JSONL out, one line per input with text."""
+    """Tag paragraphs: JSONL in ({"text", "heading_path"?} per line), JSONL out, one line per input line.
+
+    Every line must be an object with a non-empty "text" (blank lines are skipped), so output
+    line k answers input line k; the first bad line stops the command before any output.
+    """
     from fazhi.corpora.reader import iter_jsonl
     from fazhi.models.base import check_unicode
     from fazhi.models.registry import load_classifier
 
-    stream = input.open(encoding="utf-8") if input else sys.stdin
+    stream = input.open("rb") if input else sys.stdin.buffer  # bytes: a line that is not UTF-8 is named
     name = str(input) if input else "<stdin>"
     texts, paths = [], []
     for n, row in iter_jsonl(stream, name):
         if not isinstance(row, dict) or "text" not in row:
-            continue
-        if not isinstance(row["text"], str):
-            raise FazhiError(f"{name}:{n}", "'text' must be a string")
+            raise FazhiError(f"{name}:{n}", "expected a JSON object with a 'text' field")
+        if not isinstance(row["text"], str) or not row["text"].strip():
+            raise FazhiError(f"{name}:{n}", "'text' must be a non-empty string")
         path = row.get("heading_path")
         if path is not None and not (isinstance(path, list) and all(isinstance(h, str) for h in path)):
             raise FazhiError(f"{name}:{n}", "'heading_path' must be a list of strings")
@@ -370,11 +373,13 @@ def serve(
     import uvicorn
 
     from fazhi.serving.app import create_app
+    from fazhi.serving.store import open_store
     from fazhi.settings import settings as load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = load_settings(db=db, model=model, api_key_file=key_file, batching=batching,
                              protect_reads=protect_reads)
+    open_store(settings.db, settings.db_busy_timeout)  # a bad --db fails here, in one line, before the model loads
     if not settings.api_key_file and not settings.api_keys.get_secret_value():
         typer.echo("fazhi: warning: no API keys configured; write endpoints will answer 401", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")

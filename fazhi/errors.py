@@ -8,3 +8,7 @@ class FazhiError(Exception):
         self.source = source
         self.problem = problem
         super().__init__(f"{source}: {problem}")
+
+
+class LimitError(FazhiError):
+    """An input over a size limit (the API answers 413): ``problem`` names the limit and its variable."""

@@ -34,11 +34,17 @@ class Settings(BaseSettings):
                                                                           "(auto), or always onnx / torch")
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads (default: every CPU core)")
     db: Path = Field(Path("fazhi.db"), description="SQLite file of stored reports")
+    db_busy_timeout: float = Field(5.0, gt=0, description="seconds a request waits for another writer's lock "
+                                                          "before 503 + Retry-After")
     api_keys: SecretStr = Field(SecretStr(""), description="accepted API keys, comma-separated")
     api_key_file: Path | None = Field(None, description="file of API key hashes (`fazhi api-key new`)")
     protect_reads: bool = Field(False, description="read endpoints need a key too")
     batching: bool = Field(True, description="merge concurrent /v1/classify requests into one model call")
     max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest report file or request body, bytes")
+    max_inflated_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest decompressed content of a .docx "
+                                                                      "or .pdf, bytes")
+    max_report_paragraphs: int = Field(5000, ge=1, description="paragraphs per report (tag, summarize, "
+                                                               "POST /v1/reports)")
     max_paragraphs: int = Field(256, ge=1, description="paragraphs per /v1/classify request")
     max_paragraph_chars: int = Field(5000, ge=1, description="characters per paragraph sent to /v1/classify")
 

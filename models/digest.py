@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
@@ -106,24 +107,30 @@ def find_figures(text: str) -> list[tuple[float, str, str]]:
     return out
 
 
-def _centrality(vectors: np.ndarray, iterations: int = 50, damping: float = 0.85) -> np.ndarray:
-    """TextRank over the cosine-similarity graph of ``vectors`` (n × d, rows L2-normalised) → n scores."""
-    sim = vectors @ vectors.T
-    np.fill_diagonal(sim, 0.0)
-    out_weight = sim.sum(axis=1, keepdims=True)
-    out_weight[out_weight == 0] = 1.0
-    transition = sim / out_weight
-    rank = np.full(len(sim), 1.0 / len(sim))
+def _centrality(vectors: sparse.csr_matrix, iterations: int = 50, damping: float = 0.85) -> np.ndarray:
+    """TextRank over the cosine-similarity graph of ``vectors`` (n × d sparse, rows L2-normalised,
+    non-negative) → n scores.
+
+    The graph ``S = V Vᵀ`` (diagonal removed) is never formed: each step needs only ``Sᵀ w =
+    V (Vᵀ w) − diag(V Vᵀ) w``, so time and memory grow with the number of sentences, not its
+    square (a dense S of 30,000 sentences would take 7 GB).
+    """
+    n = vectors.shape[0]
+    self_sim = np.asarray(vectors.multiply(vectors).sum(axis=1)).ravel()
+    out_weight = vectors @ np.asarray(vectors.sum(axis=0)).ravel() - self_sim
+    out_weight[out_weight <= 1e-12] = 1.0  # a sentence like no other: its row of S is zero
+    rank = np.full(n, 1.0 / n)
     for _ in range(iterations):
-        rank = (1 - damping) / len(sim) + damping * transition.T @ rank
+        w = rank / out_weight
+        rank = (1 - damping) / n + damping * (vectors @ (vectors.T @ w) - self_sim * w)
     return rank
 
 
-def _pick(indices: list[int], scores: np.ndarray, vectors: np.ndarray, k: int) -> list[int]:
+def _pick(indices: list[int], scores: np.ndarray, vectors: sparse.csr_matrix, k: int) -> list[int]:
     """The ``k`` best-scoring of ``indices``, skipping any too similar to one already picked."""
     chosen: list[int] = []
     for i in sorted(indices, key=lambda i: -scores[i]):
-        if all(float(vectors[i] @ vectors[j]) < REDUNDANT for j in chosen):
+        if all(float(vectors[i].multiply(vectors[j]).sum()) < REDUNDANT for j in chosen):
             chosen.append(i)
         if len(chosen) == k:
             break
@@ -188,7 +195,7 @@ def build_digest(doc: Document, preds: Sequence[Prediction], clf: Classifier, ta
     summary_parts: list[_Sentence] = []
     if sentences:
         vectors = normalize(TfidfVectorizer(analyzer="char", ngram_range=(1, 2)).fit_transform(
-            [s.text for s in sentences])).toarray()
+            [s.text for s in sentences])).tocsr()
         rank = _centrality(vectors)
         # categories in order of how much of the report they fill
         for cat in sorted({s.category for s in sentences}, key=lambda c: -cover[c]):

@@ -16,9 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from fazhi.errors import FazhiError
+from fazhi.errors import FazhiError, LimitError
 from fazhi.serving.auth import load_key_hashes
+from fazhi.serving.limits import REQUEST_ID, BodyLimit
+from fazhi.serving.store import StoreBusy
 from fazhi.settings import Settings
 from fazhi.settings import settings as load_settings
 
@@ -31,6 +34,7 @@ _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
 # batcher tuning, kept out of Settings: no FAZHI_ variable sets it
 MAX_BATCH = 64  # paragraphs per model call
 MAX_WAIT_MS = 5.0  # how long the first request of a batch waits for company, milliseconds
+RETRY_AFTER_S = 5  # what a 503 for a locked database tells the client to wait, seconds
 
 
 def error_response(status: int, message: str, code: str | None = None, headers: dict | None = None) -> JSONResponse:
@@ -53,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         clf = load_classifier(settings.model)
         clf.predict(["依法行政，建设法治政府。"])  # warm-up: first-call costs before the first request
-        app.state.store = open_store(settings.db)
+        app.state.store = open_store(settings.db, settings.db_busy_timeout)
         app.state.batcher = Batcher(clf, MAX_BATCH, MAX_WAIT_MS, settings.batching)
         await app.state.batcher.start()
         log.info(json.dumps({"event": "ready", "model": clf.name, "db": str(settings.db),
@@ -70,17 +74,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not settings.protect_reads:
         _keys_optional_for_reads(app, router)
 
+    app.add_middleware(BodyLimit, limit=settings.max_bytes)
+
     @app.middleware("http")
     async def access_log(request: Request, call_next):
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex[:16]
+        given = request.headers.get("X-Request-ID", "")
+        request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
         request.state.request_id = request_id
         start = time.perf_counter()
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.max_bytes:
-            response = error_response(413, f"request body is {length} bytes, over the limit max_body_bytes="
+            response = error_response(413, f"request body is {length} bytes, over the limit FAZHI_MAX_BYTES="
                                            f"{settings.max_bytes}")
         else:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception:  # noqa: BLE001 - logged here, once, with its request id; the server goes on
+                logging.getLogger("fazhi").exception("unhandled error in request %s", request_id)
+                response = error_response(500, f"internal error (request id {request_id})", code="internal")
         response.headers["X-Request-ID"] = request_id
         # never the headers: they carry API keys
         log.info(json.dumps({"event": "access", "request_id": request_id, "method": request.method,
@@ -91,7 +102,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, ensure_ascii=False)
-        return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the first route matched
+            headers["Allow"] = ", ".join(sorted({m for r in router.routes if isinstance(r, APIRoute)
+                                                 and r.matches(request.scope)[0] != Match.NONE for m in r.methods}))
+        return error_response(exc.status_code, detail, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -100,15 +115,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         return error_response(422, f"{where}: {first.get('msg')}{more}")
 
+    @app.exception_handler(LimitError)
+    async def too_large(request: Request, exc: LimitError):
+        return error_response(413, str(exc))
+
+    @app.exception_handler(StoreBusy)
+    async def busy(request: Request, exc: StoreBusy):
+        return error_response(503, str(exc), code="busy", headers={"Retry-After": str(RETRY_AFTER_S)})
+
     @app.exception_handler(FazhiError)
     async def bad_input(request: Request, exc: FazhiError):
         return error_response(422, str(exc))
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception):
-        logging.getLogger("fazhi").exception("unhandled error in request %s", getattr(request.state, "request_id", "?"))
-        return error_response(500, f"internal error (request id {getattr(request.state, 'request_id', '?')})",
-                              code="internal")
 
     return app
 

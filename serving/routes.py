@@ -15,6 +15,8 @@ from fazhi.corpora import parse_text
 from fazhi.corpora.reader import SUPPORTED, read_bytes
 from fazhi.corpora.taxonomy import load_taxonomy
 from fazhi.analysis import Analyzer
+from fazhi.serving.limits import REPORT_ID_CHARS
+from fazhi.settings import Settings
 from fazhi.models.digest import Digest
 from fazhi.serving import schemas as s
 from fazhi.serving.deps import AppSettings, ModelBatcher, Store, read_access, write_access
@@ -24,7 +26,7 @@ from fazhi.serving.store import ParagraphQuery, ReportRecord, ReportStore
 # async (they await the batcher), so a blocking call here would stall every other request.
 router = APIRouter()
 
-_ERRORS = {code: {"model": s.ErrorOut} for code in (401, 403, 404, 413, 415, 422)}
+_ERRORS = {code: {"model": s.ErrorOut} for code in (400, 401, 403, 404, 413, 415, 422, 503)}
 
 
 # --- health ---------------------------------------------------------------------------------------------------
@@ -79,9 +81,10 @@ _REPORT_BODY = {"requestBody": {"required": True, "content": {
         "title": {"type": "string"}, "region": {"type": "string"}, "year": {"type": "integer"}}}}}}}
 
 
-async def _report_input(request: Request, limit: int) -> tuple[str, s.ReportIn]:
+async def _report_input(request: Request, settings: Settings) -> tuple[str, s.ReportIn]:
     """The uploaded or posted report as text plus its given title/region/year, and the source name for
-    errors; ``limit`` is the largest upload in bytes."""
+    errors; ``settings`` bound the upload (``max_bytes``) and its decompressed size."""
+    limit = settings.max_bytes
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         try:
@@ -99,8 +102,9 @@ async def _report_input(request: Request, limit: int) -> tuple[str, s.ReportIn]:
         raise HTTPException(415, f"{name}: unsupported file type; send one of {', '.join(SUPPORTED)}")
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise HTTPException(413, f"{name}: over the limit max_body_bytes={limit}")
-    text = await run_in_threadpool(read_bytes, data, PurePath(name).suffix, name)  # PDF/docx parsing: seconds
+        raise HTTPException(413, f"{name}: over the limit FAZHI_MAX_BYTES={limit}")
+    # PDF/docx parsing takes seconds: off the event loop
+    text = await run_in_threadpool(read_bytes, data, PurePath(name).suffix, name, settings.max_inflated_bytes)
     fields = {k: v for k in ("title", "region", "year") if isinstance(v := form.get(k), str) and v}
     try:
         return name, s.ReportIn(text=text, **fields)
@@ -122,8 +126,9 @@ def _tag(report: s.ReportIn, source: str, analyzer: Analyzer) -> ReportRecord:
              responses=_ERRORS, openapi_extra=_REPORT_BODY, dependencies=[Depends(write_access)],
              summary="Parse, tag, digest and store a report (file upload or JSON text)")
 async def post_report(request: Request, store: Store, batcher: ModelBatcher, settings: AppSettings) -> s.ReportOut:
-    source, report = await _report_input(request, settings.max_bytes)
-    record = await batcher.run(_tag, report, source, Analyzer(batcher.clf))
+    source, report = await _report_input(request, settings)
+    record = await batcher.run(_tag, report, source,
+                               Analyzer(batcher.clf, max_paragraphs=settings.max_report_paragraphs))
     report_id = await run_in_threadpool(store.add, record)
     return s.ReportOut.model_validate(await run_in_threadpool(store.get, report_id))
 
@@ -139,7 +144,8 @@ async def list_reports(store: Store, limit: int = Query(50, ge=1, le=500),
 async def _stored(store: ReportStore, report_id: str) -> dict:
     report = await run_in_threadpool(store.get, report_id)
     if report is None:
-        raise HTTPException(404, f"report {report_id!r} not found")
+        shown = f" {report_id!r}" if len(report_id) <= REPORT_ID_CHARS else ""
+        raise HTTPException(404, f"report{shown} not found")
     return report
 
 

@@ -13,6 +13,7 @@ Text = Annotated[str, StringConstraints(min_length=1), AfterValidator(check_unic
 Heading = Annotated[str, StringConstraints(max_length=HEADING_MAX_CHARS), AfterValidator(check_unicode)]
 # the years a report may carry; the paragraph filter takes the same range, so no query reaches SQLite unbounded
 YEAR_MIN, YEAR_MAX = 1949, 2100
+TITLE_CHARS, REGION_CHARS = 500, 100  # a title or region stored with a report, characters
 
 
 class ParagraphIn(BaseModel):
@@ -50,8 +51,8 @@ class ReportIn(BaseModel):
         "text": "青溪县2023年法治政府建设情况报告\n一、主要工作\n全年收到行政复议申请64件，审结55件。",
         "title": "青溪县2023年法治政府建设情况报告", "region": "青溪县", "year": 2023}]})
     text: Text
-    title: str | None = None
-    region: str | None = None
+    title: str | None = Field(None, max_length=TITLE_CHARS)
+    region: str | None = Field(None, max_length=REGION_CHARS)
     year: int | None = Field(None, ge=YEAR_MIN, le=YEAR_MAX)
 
 

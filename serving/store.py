@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,10 +19,11 @@ from typing import Any, Iterator, Protocol
 
 from fazhi.errors import FazhiError
 
-# Each entry moves the schema one version up (PRAGMA user_version); never edit a released entry.
+# Each entry moves the schema one version up (PRAGMA user_version); never change what a released entry
+# makes. Entries are idempotent (IF NOT EXISTS), so a migration that another process finished is a no-op.
 MIGRATIONS = [
     """
-    CREATE TABLE reports (
+    CREATE TABLE IF NOT EXISTS reports (
         id TEXT PRIMARY KEY,
         title TEXT,
         region TEXT,
@@ -32,8 +34,8 @@ MIGRATIONS = [
         meta TEXT NOT NULL,
         digest TEXT
     );
-    CREATE INDEX reports_region_year ON reports(region, year);
-    CREATE TABLE paragraphs (
+    CREATE INDEX IF NOT EXISTS reports_region_year ON reports(region, year);
+    CREATE TABLE IF NOT EXISTS paragraphs (
         rowid INTEGER PRIMARY KEY,
         report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
         paragraph_id TEXT NOT NULL,
@@ -47,15 +49,15 @@ MIGRATIONS = [
         shortcoming INTEGER NOT NULL,
         shortcoming_score REAL NOT NULL
     );
-    CREATE INDEX paragraphs_report ON paragraphs(report_id, position);
-    CREATE INDEX paragraphs_category ON paragraphs(category, shortcoming);
+    CREATE INDEX IF NOT EXISTS paragraphs_report ON paragraphs(report_id, position);
+    CREATE INDEX IF NOT EXISTS paragraphs_category ON paragraphs(category, shortcoming);
     -- trigram full-text index: substring search that works for Chinese (queries of 3+ characters)
-    CREATE VIRTUAL TABLE paragraphs_fts USING fts5(text, content='paragraphs', content_rowid='rowid',
+    CREATE VIRTUAL TABLE IF NOT EXISTS paragraphs_fts USING fts5(text, content='paragraphs', content_rowid='rowid',
                                                    tokenize='trigram');
-    CREATE TRIGGER paragraphs_ai AFTER INSERT ON paragraphs BEGIN
+    CREATE TRIGGER IF NOT EXISTS paragraphs_ai AFTER INSERT ON paragraphs BEGIN
         INSERT INTO paragraphs_fts(rowid, text) VALUES (new.rowid, new.text);
     END;
-    CREATE TRIGGER paragraphs_ad AFTER DELETE ON paragraphs BEGIN
+    CREATE TRIGGER IF NOT EXISTS paragraphs_ad AFTER DELETE ON paragraphs BEGIN
         INSERT INTO paragraphs_fts(paragraphs_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
     END;
     """,
@@ -105,14 +107,15 @@ class ReportStore(Protocol):
     def writable(self) -> bool: ...
 
 
-def open_store(url: str | Path) -> ReportStore:
-    """A store for ``url``: a file path or ``sqlite:///path`` (``:memory:`` is not shared, so not offered)."""
+def open_store(url: str | Path, busy_timeout: float = 5.0) -> ReportStore:
+    """A store for ``url``: a file path or ``sqlite:///path`` (``:memory:`` is not shared, so not
+    offered); a write waits ``busy_timeout`` seconds for another writer's lock."""
     text = str(url)
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///"):]
     elif "://" in text:
         raise FazhiError(text, "unsupported database URL; use a file path or sqlite:///path")
-    return SQLiteStore(Path(text))
+    return SQLiteStore(Path(text), busy_timeout)
 
 
 def encode_cursor(value: int | str) -> str:
@@ -126,37 +129,84 @@ def decode_cursor(cursor: str) -> str:
         raise FazhiError("cursor", "not a cursor returned by this server") from None
 
 
+MIGRATION_TIMEOUT_S = 60.0  # opening waits longer: another process may be creating the schema
+
+
+class StoreBusy(Exception):
+    """The database is locked by another writer for longer than the busy timeout (HTTP 503)."""
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of ``script`` one by one (a trigger's body stays whole), so that they
+    run inside the caller's transaction, which ``executescript`` would commit."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf.strip()
+            buf = ""
+    if buf.strip() and not all(l.strip().startswith("--") or not l.strip() for l in buf.splitlines()):
+        raise ValueError(f"incomplete SQL statement: {buf.strip()[:60]}")
+
+
 class SQLiteStore:
     """SQLite in WAL mode: readers never wait for the writer; one transaction per report."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, busy_timeout: float = 5.0):
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                self._migrate(db)
-        except sqlite3.DatabaseError as err:
-            raise FazhiError(str(path), f"cannot open the database: {err}") from None
+        self.busy_timeout = busy_timeout
+        deadline = time.monotonic() + MIGRATION_TIMEOUT_S
+        while True:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with self._connect(timeout=MIGRATION_TIMEOUT_S) as db:
+                    self._migrate(db)
+                    db.execute("PRAGMA journal_mode=WAL")
+                return
+            except StoreBusy:
+                # SQLite answers "locked" without waiting while another connection creates the file or
+                # switches it to WAL: try again until that is done
+                if time.monotonic() > deadline:
+                    raise FazhiError(str(path), f"cannot open the database: locked for {MIGRATION_TIMEOUT_S:g} s") \
+                        from None
+                time.sleep(0.05)
+            except (sqlite3.DatabaseError, OSError) as err:
+                raise FazhiError(str(path), f"cannot open the database: {err}") from None
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+    def _connect(self, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+        """A connection that waits up to ``timeout`` seconds (default ``busy_timeout``) for another
+        writer's lock, then raises :class:`StoreBusy`."""
+        db = sqlite3.connect(self.path, timeout=self.busy_timeout if timeout is None else timeout,
+                             isolation_level=None)
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA foreign_keys=ON")
         try:
+            db.execute("PRAGMA foreign_keys=ON")
             yield db
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err) or "busy" in str(err):
+                raise StoreBusy(f"database {self.path} is locked by another writer; retry shortly") from None
+            raise
         finally:
             db.close()
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise FazhiError("database", f"schema version {version} is newer than this fazhi ({len(MIGRATIONS)})")
-        for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            # executescript commits first, so the script runs in its own explicit transaction
-            db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={n};\nCOMMIT;")
+        """Bring the schema up to date in one transaction that holds the write lock from its start,
+        so two processes opening a new database never both create it."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise FazhiError("database", f"schema version {version} is newer than this fazhi ({len(MIGRATIONS)})")
+            for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _statements(script):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={n}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def add(self, record: ReportRecord) -> str:
         rows = [(record.id, p["id"], i, p["kind"], p["level"], json.dumps(p["heading_path"], ensure_ascii=False),
@@ -245,9 +295,9 @@ class SQLiteStore:
 
     def writable(self) -> bool:
         try:
-            with self._connect() as db:
+            with self._connect(timeout=0.5) as db:
                 db.execute("BEGIN IMMEDIATE")
                 db.execute("ROLLBACK")
             return True
-        except sqlite3.Error:
+        except (sqlite3.Error, StoreBusy):
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -122,3 +123,23 @@ def test_empty_or_furniture_only_report_is_a_clear_error(tmp_path):
         assert str(path) in result.stderr and len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(FazhiError, match="summary_chars"):
         digest_of(SAMPLE, summary_chars=0)
+
+
+def test_centrality_is_textrank_on_the_full_graph_without_forming_it():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import normalize
+
+    from fazhi.corpora.sentences import split_sentences
+    from fazhi.models.digest import _centrality
+
+    sentences = [s for line in SAMPLE.read_text(encoding="utf-8").splitlines() for s in split_sentences(line)]
+    vectors = normalize(TfidfVectorizer(analyzer="char", ngram_range=(1, 2)).fit_transform(sentences)).tocsr()
+    # TextRank as usually written: the dense similarity graph, row-normalised, power iteration
+    sim = (vectors @ vectors.T).toarray()
+    np.fill_diagonal(sim, 0.0)
+    out = sim.sum(axis=1, keepdims=True)
+    out[out == 0] = 1.0
+    rank = np.full(len(sim), 1.0 / len(sim))
+    for _ in range(50):
+        rank = 0.15 / len(sim) + 0.85 * (sim / out).T @ rank
+    assert len(sentences) > 50 and np.allclose(_centrality(vectors), rank, atol=1e-12)
