@@ -442,18 +442,22 @@ def bench_api(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Load-test /v1/classify on loopback with batching on and off: throughput, p50/p99 latency."""
+    from fazhi.corpora.reader import read_text
     from fazhi.serving.loadtest import bench_api as run
 
-    result = run(report_paragraphs(reports or [SHARED_REPORTS]), model, clients, seconds)
+    sources = reports or [SHARED_REPORTS]
+    first = next(f for r in sources for f in (sorted(r.glob("*.txt")) if r.is_dir() else [r]))
+    result = run(report_paragraphs(sources), model, clients, seconds, report=read_text(first))
     if json_out:
         emit_json(result)
         return
     typer.echo(f"{clients} clients, {seconds:g} s each, model {result['model']}, {result['cpu_cores']} CPU cores")
     typer.echo(f"{'':<14}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for key in ("batching_on", "batching_off"):
+    for key in ("batching_on", "batching_off", "during_uploads"):
         r = result[key]
         typer.echo(f"{key:<14}{r['requests_per_s']:>10}{r['p50_ms']:>10}{r['p99_ms']:>10}{r['errors']:>8}")
-    typer.echo(f"throughput ratio (on/off): {result['throughput_ratio']}")
+    typer.echo(f"throughput ratio (on/off): {result['throughput_ratio']}; classify p99 during uploads / without: "
+               f"{result['p99_ratio_during_uploads']} ({result['during_uploads']['reports_uploaded']} reports uploaded)")
 
 
 api_key_app = typer.Typer(no_args_is_help=True, help="API keys for the server's write endpoints.")

@@ -79,10 +79,20 @@ def running_server(model: str | None, batching: bool = True, work: Path | None =
             server.wait()
 
 
-async def _load(base: str, texts: Sequence[str], clients: int, seconds: float) -> dict:
+async def _load(base: str, texts: Sequence[str], clients: int, seconds: float, report: str | None = None,
+                api_key: str = "bench") -> dict:
+    """``clients`` clients posting one paragraph each to /v1/classify for ``seconds``; with ``report``,
+    one more client uploads that report to /v1/reports over and over meanwhile."""
     latencies: list[float] = []
-    errors = 0
+    errors = uploads = 0
     stop = time.perf_counter() + seconds
+
+    async def uploader(http: httpx.AsyncClient) -> None:
+        nonlocal errors, uploads
+        while time.perf_counter() < stop:
+            r = await http.post(f"{base}/v1/reports", json={"text": report}, headers={"X-API-Key": api_key})
+            uploads += r.status_code == 201
+            errors += r.status_code != 201
 
     async def client(k: int, http: httpx.AsyncClient) -> None:
         nonlocal errors
@@ -96,19 +106,23 @@ async def _load(base: str, texts: Sequence[str], clients: int, seconds: float) -
                 errors += 1
             i += clients
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         start = time.perf_counter()
-        await asyncio.gather(*(client(k, http) for k in range(clients)))
+        await asyncio.gather(*(client(k, http) for k in range(clients)), *([uploader(http)] if report else []))
         elapsed = time.perf_counter() - start
     ms = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
     return {"requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
             "requests_per_s": round(len(latencies) / elapsed, 2),
-            "p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1)}
+            "p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            **({"reports_uploaded": uploads} if report else {})}
 
 
-def bench_api(texts: Sequence[str], model: str | None = None, clients: int = 16, seconds: float = 20) -> dict:
-    """Throughput and latency of ``/v1/classify`` with batching on and off, measured in one run."""
+def bench_api(texts: Sequence[str], model: str | None = None, clients: int = 16, seconds: float = 20,
+              report: str | None = None) -> dict:
+    """Throughput and latency of ``/v1/classify`` with batching on and off, measured in one run; with
+    ``report`` (a report's text), also with batching on while that report is uploaded again and again
+    (``during_uploads``, and ``p99_ratio_during_uploads`` against batching on alone)."""
     if not texts:
         raise FazhiError("bench-api", "no paragraphs to send")
     if clients < 1 or seconds <= 0:
@@ -120,6 +134,10 @@ def bench_api(texts: Sequence[str], model: str | None = None, clients: int = 16,
             asyncio.run(_load(server.base, texts, clients, min(2.0, seconds)))  # warm-up, not counted
             result["batching_on" if batching else "batching_off"] = asyncio.run(
                 _load(server.base, texts, clients, seconds))
+            if batching and report:
+                result["during_uploads"] = asyncio.run(_load(server.base, texts, clients, seconds, report))
     on, off = result["batching_on"], result["batching_off"]
+    if "during_uploads" in result:
+        result["p99_ratio_during_uploads"] = round(result["during_uploads"]["p99_ms"] / on["p99_ms"], 2)
     result["throughput_ratio"] = round(on["requests_per_s"] / off["requests_per_s"], 2) if off["requests_per_s"] else None
     return result

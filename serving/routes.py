@@ -113,7 +113,7 @@ async def _report_input(request: Request, settings: Settings) -> tuple[str, s.Re
 
 
 def _tag(report: s.ReportIn, source: str, analyzer: Analyzer) -> ReportRecord:
-    """Parse, tag and digest one report (runs on the model thread)."""
+    """Parse, tag and digest one report (in a worker thread; the model calls go through the batcher)."""
     analysis = analyzer.analyze(parse_text(report.text), name=source)
     doc = analysis.document
     return ReportRecord(meta=doc.meta, paragraphs=analysis.paragraphs(),
@@ -127,8 +127,9 @@ def _tag(report: s.ReportIn, source: str, analyzer: Analyzer) -> ReportRecord:
              summary="Parse, tag, digest and store a report (file upload or JSON text)")
 async def post_report(request: Request, store: Store, batcher: ModelBatcher, settings: AppSettings) -> s.ReportOut:
     source, report = await _report_input(request, settings)
-    record = await batcher.run(_tag, report, source,
-                               Analyzer(batcher.clf, max_paragraphs=settings.max_report_paragraphs))
+    # the analysis runs in a worker thread; its model calls queue as bulk work behind /v1/classify requests
+    analyzer = Analyzer(batcher.bulk_classifier(), max_paragraphs=settings.max_report_paragraphs)
+    record = await run_in_threadpool(_tag, report, source, analyzer)
     report_id = await run_in_threadpool(store.add, record)
     return s.ReportOut.model_validate(await run_in_threadpool(store.get, report_id))
 

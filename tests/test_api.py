@@ -381,3 +381,40 @@ def test_blocking_work_leaves_the_event_loop_free(tmp_path, monkeypatch, owner, 
     assert response.status_code in (200, 201), response.text
     # on a blocked loop /healthz could only be answered after the blocking call returned
     assert answered < times["end"], f"/healthz answered {answered - times['end']:.3f} s after the blocking call"
+
+
+def test_a_report_in_progress_never_holds_up_a_short_request():
+    """A report's 160 paragraphs are queued as bulk chunks; a /v1/classify request sent after them
+    runs after at most the chunk already on the model thread, not after the whole report."""
+    from fazhi.serving.batching import BULK_CHUNK
+
+    rules = load_classifier("rules")
+    calls: list[int] = []
+
+    class Recording:
+        name, labels = rules.name, rules.labels
+
+        def predict(self, texts, heading_paths=None):
+            calls.append(len(texts))
+            time.sleep(0.02)  # each model call takes time, as a real model's does
+            return rules.predict(texts, heading_paths)
+
+    report = [f"全年办理行政复议案件{i}件，依法纠错。" for i in range(160)]
+
+    async def scenario():
+        batcher = Batcher(Recording(), max_wait_ms=1)
+        await batcher.start()
+        try:
+            bulk = asyncio.create_task(batcher.predict(report, bulk=True))
+            await asyncio.sleep(0.005)  # the first chunk is on the model thread
+            short = await batcher.predict(["依法行政"])
+            done_before = len(calls)
+            return await bulk, short, done_before
+        finally:
+            await batcher.stop()
+
+    bulk, short, done_before = asyncio.run(scenario())
+    assert bulk == rules.predict(report) and short == rules.predict(["依法行政"])
+    assert calls.count(BULK_CHUNK) == len(report) // BULK_CHUNK  # the report ran in chunks, none merged
+    assert calls.index(1) <= 2, calls  # the short request went in after at most two chunks of the ten
+    assert done_before <= 3

@@ -101,3 +101,15 @@ def test_openapi_documents_400_and_503(tmp_path):
     with TestClient(create_app(Settings(db=tmp_path / "o.db", model="rules", api_keys="k"))) as client:
         post = client.get("/openapi.json").json()["paths"]["/v1/reports"]["post"]["responses"]
     assert {"400", "413", "503"} <= set(post)
+
+
+def test_bench_api_measures_classify_during_uploads():
+    from conftest import REPORTS
+    from fazhi.serving.loadtest import bench_api
+
+    text = REPORTS[0].read_text(encoding="utf-8")
+    result = bench_api(["依法行政，建设法治政府。", "全年办理行政复议案件12件。"], "rules", clients=2, seconds=1.0,
+                       report=text)
+    during = result["during_uploads"]
+    assert during["reports_uploaded"] >= 1 and during["errors"] == 0 and during["requests"] > 0
+    assert result["p99_ratio_during_uploads"] > 0
