@@ -63,6 +63,8 @@ test: setup lint
 demo: setup
 	$(BIN)/fazhi parse fazhi/data/sample_report.txt --format md
 	$(BIN)/fazhi tag fazhi/data/sample_report.txt
+	# what changed from the sample's 2023 report to its (invented) 2024 one
+	$(BIN)/fazhi compare fazhi/data/sample_report.txt fazhi/data/sample_report_2024.txt --chart build/demo/compare.png
 
 # the HTTP API on http://127.0.0.1:8000 (docs at /docs); write endpoints need a key in FAZHI_API_KEYS
 serve: setup

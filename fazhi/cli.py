@@ -352,6 +352,50 @@ def summarize(
 
 @app.command()
 @user_errors
+def compare(
+    old: Annotated[Path, typer.Argument(help="The earlier report (.txt, .html, .docx or .pdf)")],
+    new: Annotated[Path, typer.Argument(help="The later report")],
+    model: ModelName = "bert",
+    format: str = typer.Option("md", "--format", "-f", help="md, json or html"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the comparison here (default: stdout)"),
+    chart: Optional[Path] = typer.Option(None, help="Coverage chart PNG for md (default: beside --out, or "
+                                                     "NEW-stem.compare.png in the current directory)"),
+) -> None:
+    """Year over year: recurring, new and no longer mentioned shortcomings, coverage and figures that moved."""
+    from fazhi.analysis import Analyzer
+    from fazhi.corpora.taxonomy import load_taxonomy
+    from fazhi.models.compare import Side, compare as run
+    from fazhi.models.embed import Embedder
+    from fazhi.render import comparison_chart, comparison_html, comparison_markdown
+    from fazhi.settings import settings
+
+    check_choice("--format", format, ("md", "json", "html"))
+    analyses = list(Analyzer(model).pipe([old, new]))
+    sides = [Side(a.document.meta.get("title"), a.document.meta.get("region"), a.document.meta.get("year"), a.digest)
+             for a in analyses]
+    names = load_taxonomy().names()
+    result = run(*sides, Embedder(settings().embedder).encode, names)
+    if format == "json":
+        text = json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"
+    elif format == "html":
+        text = comparison_html(result, names)
+    else:
+        chart = chart or (out.with_name(out.stem + ".compare.png") if out else Path(new.stem + ".compare.png"))
+        chart.parent.mkdir(parents=True, exist_ok=True)
+        chart.write_bytes(comparison_chart(result, names))
+        typer.echo(f"wrote {chart}", err=True)
+        shown = chart.name if out and chart.parent.resolve() == out.parent.resolve() else str(chart)
+        text = comparison_markdown(result, names, shown)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+@user_errors
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     port: int = typer.Option(8000, help="TCP port"),

@@ -1,5 +1,5 @@
-"""Readable renderings: a digest's coverage chart (PNG), markdown and self-contained HTML; the speed
-benchmark's chart (PNG)."""
+"""Readable renderings: a digest's and a year-over-year comparison's chart (PNG), markdown and
+self-contained HTML; the speed benchmark's chart (PNG)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 
 from fazhi.plotting import use_cjk_font
+from fazhi.models.compare import Comparison
 from fazhi.models.digest import Digest
 
 
@@ -139,3 +140,69 @@ def write_chart(digest: Digest, names: dict[str, str], path: str | Path) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(coverage_chart(digest, names))
     return path
+
+
+_STATUS = {"recurring": "再次出现", "new": "新出现", "no_longer_mentioned": "不再提及"}
+
+
+def comparison_chart(comparison: Comparison, names: dict[str, str]) -> bytes:
+    """PNG bytes: each category's share of body paragraphs in the two years, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    font = use_cjk_font()
+    rows = comparison.coverage[::-1]
+    label = (lambda c: f"{names.get(c, c)} ({c})") if font else str
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(rows) + 1.4))
+    for offset, key, color in ((0.2, "old", "#aab7b8"), (-0.2, "new", "#2e86c1")):
+        year = comparison.to_dict()[key].get("year") or key
+        ax.barh(y + offset, [100 * getattr(r, key) for r in rows], height=0.4, color=color, label=str(year))
+    ax.set_yticks(y, [label(r.category) for r in rows])
+    ax.set_xlabel("share of body paragraphs (%)")
+    ax.legend(loc="lower right")
+    ax.set_title("coverage of the outline, year over year")
+    return _png(fig)
+
+
+def comparison_markdown(comparison: Comparison, names: dict[str, str], chart: str | None = None) -> str:
+    """Markdown page of a comparison; ``chart`` is the path or URL of its PNG, if any."""
+    c = comparison
+    name = lambda cat: f"{names.get(cat, cat)} ({cat})"  # noqa: E731
+    title = lambda side: side.get("title") or side.get("region") or "report"  # noqa: E731
+    lines = [f"# {title(c.old)} → {title(c.new)}", "", c.summary, ""]
+    if chart:
+        lines += [f"![coverage]({chart})", ""]
+    lines += ["## Admitted shortcomings", "", "| status | shortcoming | matched | similarity |", "|---|---|---|---|"]
+    lines += [f"| {_STATUS[s.status]} | {s.text} | {s.matched_text or ''} | "
+              f"{'' if s.similarity is None else f'{s.similarity:.2f}'} |" for s in c.shortcomings]
+    lines += ["", "## Coverage", "", "| category | old | new | change |", "|---|---|---|---|"]
+    lines += [f"| {name(r.category)} | {100 * r.old:.1f}% | {100 * r.new:.1f}% | {100 * r.change:+.1f} |"
+              for r in c.coverage]
+    lines += ["", "## Figures", "", "| what | old | new | change |", "|---|---|---|---|"]
+    lines += [f"| {f.what} | {f.old:g}{f.unit} | {f.new:g}{f.unit} | {f.change:+g} |" for f in c.figures]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_html(comparison: Comparison, names: dict[str, str]) -> str:
+    """One self-contained HTML page of a comparison (the chart inlined)."""
+    e = html.escape
+    c = comparison
+    png = base64.b64encode(comparison_chart(c, names)).decode("ascii")
+    sc = "".join(f"<tr><td>{_STATUS[s.status]}</td><td>{e(s.text)}</td><td>{e(s.matched_text or '')}</td>"
+                 f"<td>{'' if s.similarity is None else f'{s.similarity:.2f}'}</td></tr>" for s in c.shortcomings)
+    cov = "".join(f"<tr><td>{e(names.get(r.category, r.category))}</td><td>{100 * r.old:.1f}%</td>"
+                  f"<td>{100 * r.new:.1f}%</td><td>{100 * r.change:+.1f}</td></tr>" for r in c.coverage)
+    fig = "".join(f"<tr><td>{e(f.what)}</td><td>{f.old:g}{e(f.unit)}</td><td>{f.new:g}{e(f.unit)}</td>"
+                  f"<td>{f.change:+g}</td></tr>" for f in c.figures)
+    title = e(f"{c.old.get('title') or 'old'} → {c.new.get('title') or 'new'}")
+    return (f"<!doctype html><html lang=\"zh\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body>"
+            f"<h1>{title}</h1><p>{e(c.summary)}</p><img alt=\"coverage\" src=\"data:image/png;base64,{png}\">"
+            f"<h2>Admitted shortcomings</h2><table><tr><th>status</th><th>shortcoming</th><th>matched</th>"
+            f"<th>similarity</th></tr>{sc}</table>"
+            f"<h2>Coverage</h2><table><tr><th>category</th><th>old</th><th>new</th><th>change</th></tr>{cov}</table>"
+            f"<h2>Figures</h2><table><tr><th>what</th><th>old</th><th>new</th><th>change</th></tr>{fig}</table>"
+            "</body></html>\n")

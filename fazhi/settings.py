@@ -32,6 +32,8 @@ class Settings(BaseSettings):
                                                 "build/release-model)")
     backend: Literal["auto", "onnx", "torch"] = Field("auto", description="BERT runtime: ONNX where exported "
                                                                           "(auto), or always onnx / torch")
+    embedder: Path = Field(Path("build") / "e5-base", description="sentence encoder for `fazhi compare` "
+                                                                   "(an E5 model directory)")
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads (default: every CPU core)")
     db: Path = Field(Path("fazhi.db"), description="SQLite file of stored reports")
     db_busy_timeout: float = Field(5.0, gt=0, description="seconds a request waits for another writer's lock "

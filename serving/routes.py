@@ -11,16 +11,18 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from fazhi.analysis import Analyzer
 from fazhi.corpora import parse_text
 from fazhi.corpora.reader import SUPPORTED, read_bytes
 from fazhi.corpora.taxonomy import load_taxonomy
-from fazhi.analysis import Analyzer
-from fazhi.serving.limits import REPORT_ID_CHARS
-from fazhi.settings import Settings
+from fazhi.models.compare import Comparison, Side, compare
 from fazhi.models.digest import Digest
+from fazhi.models.embed import Embedder
 from fazhi.serving import schemas as s
 from fazhi.serving.deps import AppSettings, ModelBatcher, Store, read_access, write_access
+from fazhi.serving.limits import REPORT_ID_CHARS
 from fazhi.serving.store import ParagraphQuery, ReportRecord, ReportStore
+from fazhi.settings import Settings
 
 # Every SQLite call, file read and parse below goes through run_in_threadpool: these routes are
 # async (they await the batcher), so a blocking call here would stall every other request.
@@ -226,3 +228,27 @@ async def paragraphs(store: Store, batcher: ModelBatcher,
     items, next_cursor = await run_in_threadpool(store.paragraphs, query, limit, cursor)
     return s.ParagraphPage(items=items, next_cursor=next_cursor)
 
+
+
+# --- comparison -------------------------------------------------------------------------------------------------
+
+def _side(report: dict) -> Side:
+    if not report["digest"]:
+        raise HTTPException(422, f"report {report['id']!r} has no digest to compare")
+    return Side(report["title"], report["region"], report["year"], Digest.from_dict(report["digest"]))
+
+
+def _compare(old: Side, new: Side, settings: Settings, state) -> Comparison:
+    """On the model thread: the sentence encoder is loaded there once, on first use, like the classifier."""
+    if getattr(state, "embedder", None) is None:
+        state.embedder = Embedder(settings.embedder)
+    return compare(old, new, state.embedder.encode, load_taxonomy().names())
+
+
+@router.get("/v1/compare", tags=["reports"], response_model=Comparison, dependencies=[Depends(read_access)],
+            responses=_ERRORS, summary="Year over year: what changed between two stored reports")
+async def compare_reports(request: Request, store: Store, batcher: ModelBatcher, settings: AppSettings,
+                          old: str = Query(..., max_length=64, description="id of the earlier report"),
+                          new: str = Query(..., max_length=64, description="id of the later report")) -> Comparison:
+    sides = [_side(await _stored(store, report_id)) for report_id in (old, new)]
+    return await batcher.run(_compare, *sides, settings, request.app.state)
