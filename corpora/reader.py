@@ -8,12 +8,17 @@ from __future__ import annotations
 import re
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from charset_normalizer import from_bytes
 
 from fazhi.errors import FazhiError, LimitError
 
-SUPPORTED = (".txt", ".html", ".htm", ".docx", ".pdf")
+if TYPE_CHECKING:
+    from fazhi.corpora.ocr import PageText
+    from fazhi.settings import Settings
+
+SUPPORTED = (".txt", ".html", ".htm", ".docx", ".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted docx and legacy .doc
 _BLOCK_TAGS = ("p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "td")
 
@@ -25,8 +30,9 @@ def max_bytes_from_env() -> int:
     return settings().max_bytes
 
 
-def read_text(path: str | Path, max_bytes: int | None = None) -> str:
-    """Read a report file and return its text (paragraphs separated by newlines)."""
+def read_text(path: str | Path, max_bytes: int | None = None, settings: Settings | None = None) -> str:
+    """Read a report file and return its text (paragraphs separated by newlines); ``settings``
+    (default: from the environment) give the limits and the OCR mode."""
     path = Path(path)
     name = str(path)
     if not path.is_file():
@@ -35,12 +41,12 @@ def read_text(path: str | Path, max_bytes: int | None = None) -> str:
     if ext not in SUPPORTED:
         raise FazhiError(name, f"unsupported file type {ext or '(none)'}; expected one of {', '.join(SUPPORTED)}")
     size = path.stat().st_size
-    limit = max_bytes if max_bytes is not None else max_bytes_from_env()
+    limit = max_bytes if max_bytes is not None else (settings.max_bytes if settings else max_bytes_from_env())
     if size > limit:
         raise LimitError(name, f"file is {size} bytes, over the limit of {limit} bytes (FAZHI_MAX_BYTES)")
     if size == 0:
         raise FazhiError(name, "file is empty")
-    return read_bytes(path.read_bytes(), ext, name)
+    return read_bytes(path.read_bytes(), ext, name, settings)
 
 
 def iter_jsonl(lines, name: str):
@@ -65,24 +71,28 @@ def iter_jsonl(lines, name: str):
             raise FazhiError(f"{name}:{n}", "JSON nested too deeply") from None
 
 
-def read_bytes(data: bytes, ext: str, name: str = "<input>", max_inflated: int | None = None) -> str:
-    """Decode the bytes of a file of type ``ext`` ('.txt', '.html', '.docx', '.pdf'). A .docx or
-    .pdf whose compressed parts inflate past ``max_inflated`` bytes (default
-    ``$FAZHI_MAX_INFLATED_BYTES``) is a :class:`LimitError`, found before anything is inflated
-    in full."""
+def read_bytes(data: bytes, ext: str, name: str = "<input>", settings: Settings | None = None) -> str:
+    """Decode the bytes of a file of type ``ext`` (one of ``SUPPORTED``). ``settings`` (default:
+    from the environment) bound the work: a .docx or .pdf whose compressed parts inflate past
+    ``max_inflated_bytes`` is a :class:`LimitError`, found before anything is inflated in full;
+    scanned pages and images are read by OCR as ``ocr`` says, at most ``max_ocr_pages`` of them."""
+    if settings is None:
+        from fazhi.settings import settings as load
+
+        settings = load()
     ext = ext.lower()
     if not data:
         raise FazhiError(name, "file is empty")
     if ext in (".docx", ".pdf"):
-        if max_inflated is None:
-            from fazhi.settings import settings
-
-            max_inflated = settings().max_inflated_bytes
-        (_check_zip if ext == ".docx" else _check_pdf_streams)(data, name, max_inflated)
+        (_check_zip if ext == ".docx" else _check_pdf_streams)(data, name, settings.max_inflated_bytes)
     if ext == ".docx":
         text = _docx_text(data, name)
     elif ext == ".pdf":
-        text = _pdf_text(data, name)
+        text = _pdf_text(data, name, settings.ocr, settings.max_ocr_pages)
+    elif ext in IMAGE_TYPES:
+        if settings.ocr == "off":
+            raise FazhiError(name, "an image is read only by OCR, and OCR is off (--ocr auto reads it)")
+        text = _image_text(data, name, settings.max_ocr_pages)
     elif ext in (".html", ".htm"):
         text = _html_text(decode(data, name))
     elif ext == ".txt":
@@ -204,11 +214,28 @@ def _docx_text(data: bytes, name: str) -> str:
     return "\n".join(lines)
 
 
-_PARA_END = "。！？；：”）」』】…"
 
 
-def _pdf_text(data: bytes, name: str) -> str:
-    """One line per text box; a box broken by a page end is joined to its next part."""
+def _pdf_text(data: bytes, name: str, ocr: str = "auto", max_pages: int = 30) -> str:
+    """One line per text box; a box broken by a page end is joined to its next part. Pages
+    without a text layer are read by OCR (``ocr`` ``auto``), every page is (``force``), or
+    none is (``off``: a PDF without any text layer is an error, as it always was)."""
+    from fazhi.corpora.ocr import join_pages
+
+    pages = _ocr_pdf(data, name, None, max_pages) if ocr == "force" else _pdf_layer(data, name)
+    scanned = [i for i, page in enumerate(pages) if not page.paragraphs]
+    if scanned and ocr == "auto":
+        for i, page in zip(scanned, _ocr_pdf(data, name, scanned, max_pages)):
+            pages[i] = page
+    out = join_pages(pages)
+    if not out:
+        raise FazhiError(name, "PDF has no text layer (image-only or scanned PDF) and OCR is off (--ocr auto reads it)"
+                         if ocr == "off" else "no text found, by the text layer or by OCR (blank or unreadable pages)")
+    return "\n".join(out)
+
+
+def _pdf_layer(data: bytes, name: str) -> list[PageText]:
+    """Per page: the text boxes of its text layer, and whether its last line runs to the right margin."""
     import io
 
     from pdfminer.high_level import extract_pages
@@ -216,31 +243,76 @@ def _pdf_text(data: bytes, name: str) -> str:
     from pdfminer.pdfdocument import PDFEncryptionError, PDFPasswordIncorrect
     from pdfminer.pdfparser import PDFSyntaxError
 
-    paragraphs: list[str] = []
-    last_line_full = False  # did the previous page's last line run to the right margin?
+    from fazhi.corpora.ocr import PageText
+
+    pages = []
     try:
-        for page_no, page in enumerate(extract_pages(io.BytesIO(data), laparams=LAParams())):
+        for page in extract_pages(io.BytesIO(data), laparams=LAParams()):
             boxes = sorted((b for b in page if isinstance(b, LTTextBox)), key=lambda b: (-b.y1, b.x0))
             right = max((line.x1 for b in boxes for line in b), default=0.0)
-            for i, box in enumerate(boxes):
+            texts, full = [], False
+            for box in boxes:
                 text = "".join(line.get_text().strip("\n") for line in box).strip()
                 if not text:
                     continue
-                continues = (page_no > 0 and i == 0 and paragraphs and last_line_full
-                             and paragraphs[-1][-1] not in _PARA_END)
-                if continues:
-                    paragraphs[-1] += text
-                else:
-                    paragraphs.append(text)
+                texts.append(text)
                 lines = list(box)
-                height = lines[-1].height or 10.0
-                last_line_full = lines[-1].x1 >= right - 1.5 * height
+                full = lines[-1].x1 >= right - 1.5 * (lines[-1].height or 10.0)
+            pages.append(PageText(texts, ends_full=full))
     except (PDFPasswordIncorrect, PDFEncryptionError):
         raise FazhiError(name, "password-protected PDF") from None
     except PDFSyntaxError as err:
         raise FazhiError(name, f"corrupt PDF ({err})") from None
     except Exception as err:  # pdfminer has no single base error for broken files
         raise FazhiError(name, f"unreadable PDF: {err.__class__.__name__}: {err}") from None
-    if not paragraphs:
-        raise FazhiError(name, "PDF has no text layer (image-only or scanned PDF); run OCR first")
-    return "\n".join(paragraphs)
+    return pages
+
+
+def _check_pages(name: str, n: int, limit: int) -> None:
+    if n > limit:
+        raise LimitError(name, f"{n} pages to read by OCR, over the limit FAZHI_MAX_OCR_PAGES={limit}")
+
+
+def _ocr_pdf(data: bytes, name: str, pages: list[int] | None, max_pages: int) -> list[PageText]:
+    """OCR of the PDF's ``pages`` (None: all), rendered at the OCR resolution."""
+    import numpy as np
+    import pypdfium2 as pdfium
+
+    from fazhi.corpora.ocr import RENDER_DPI, ocr_pages
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as err:
+        raise FazhiError(name, f"corrupt PDF ({err})") from None
+    pages = list(range(len(pdf))) if pages is None else pages
+    _check_pages(name, len(pages), max_pages)
+    images = (np.asarray(pdf[i].render(scale=RENDER_DPI / 72).to_pil().convert("RGB")) for i in pages)
+    return ocr_pages(images, name, total=len(pages))
+
+
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+MAX_IMAGE_PIXELS = 60_000_000  # a 600-dpi A3 scan is 35 million; past this an image is a bomb, not a page
+
+
+def _image_text(data: bytes, name: str, max_pages: int) -> str:
+    """OCR of an image file (every frame of a multi-page TIFF)."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    from fazhi.corpora.ocr import ocr_images
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        frames = getattr(image, "n_frames", 1)
+        _check_pages(name, frames, max_pages)
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise LimitError(name, f"image of {image.width}×{image.height} pixels, over {MAX_IMAGE_PIXELS} pixels")
+        pages = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
+        raise FazhiError(name, f"not a readable image ({err.__class__.__name__})") from None
+    text = ocr_images(pages, name, total=frames)
+    if not text.strip():
+        raise FazhiError(name, "no text found by OCR (a blank page or a picture without text)")
+    return text

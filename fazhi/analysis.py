@@ -22,7 +22,7 @@ from fazhi.errors import LimitError
 from fazhi.models.base import Classifier, Prediction, document_inputs, tagged_paragraphs
 from fazhi.models.digest import SUMMARY_CHARS, Digest, build_digest
 from fazhi.models.registry import load_classifier
-from fazhi.settings import settings
+from fazhi.settings import Settings, settings
 
 Source = Union[str, Path, Document]  # a report file (txt, html, docx, pdf) or an already parsed report
 PIPE_PARAGRAPHS = 512  # paragraphs per model call in pipe(): a few reports' worth, bounded memory
@@ -58,14 +58,16 @@ class Analyzer:
     (``rules``, ``tfidf``, a model directory; None: the release model). ``summary_chars``: the
     digest's summary length in characters. ``max_paragraphs``: a longer report is a
     :class:`LimitError` before any tagging (default ``$FAZHI_MAX_REPORT_PARAGRAPHS``), so one
-    report's time and memory stay bounded.
+    report's time and memory stay bounded. ``reading``: the settings files are read with (size
+    limits, OCR mode; default: from the environment).
     """
 
     def __init__(self, model: Classifier | str | Path | None = None, summary_chars: int = SUMMARY_CHARS,
-                 max_paragraphs: int | None = None):
+                 max_paragraphs: int | None = None, reading: Settings | None = None):
         self.classifier: Classifier = model if hasattr(model, "predict") else load_classifier(model)
         self.summary_chars = summary_chars
-        self.max_paragraphs = max_paragraphs or settings().max_report_paragraphs
+        self.reading = reading or settings()  # how files are read: size limits, OCR
+        self.max_paragraphs = max_paragraphs or self.reading.max_report_paragraphs
 
     def analyze(self, source: Source, name: str | None = None) -> Analysis:
         """One report; ``name`` names it in errors (default: the file's path)."""
@@ -80,7 +82,7 @@ class Analyzer:
         size = 0
         for source in sources:
             name = next(names) if names is not None else (str(source) if not isinstance(source, Document) else "report")
-            doc = source if isinstance(source, Document) else read_document(source)
+            doc = source if isinstance(source, Document) else read_document(source, settings=self.reading)
             if len(doc.paragraphs) > self.max_paragraphs:
                 raise LimitError(name, f"report has {len(doc.paragraphs)} paragraphs, over the limit "
                                        f"FAZHI_MAX_REPORT_PARAGRAPHS={self.max_paragraphs}")

@@ -20,6 +20,18 @@ SHARED_REPORTS = Path("..") / "shared" / "corpora" / "reports"
 # parameters several commands take, declared once
 ReportFile = Annotated[Path, typer.Argument(help="Report file: .txt, .html/.htm, .docx or .pdf")]
 ModelName = Annotated[str, typer.Option("--model", help="rules, tfidf, or a model directory (default: release model)")]
+OcrMode = Annotated[Optional[str], typer.Option("--ocr", show_default=False, help="OCR of scanned pages and images: "
+                                                "auto (pages without a text layer), force or off (default $FAZHI_OCR "
+                                                "or auto)")]
+
+
+def reading(ocr: str | None):
+    """The settings files are read with, ``--ocr`` applied."""
+    from fazhi.settings import settings
+
+    if ocr is not None:
+        check_choice("--ocr", ocr, ("auto", "force", "off"))
+    return settings(ocr=ocr)
 
 
 def fail(message: str) -> None:
@@ -64,12 +76,13 @@ def parse(
     file: ReportFile,
     format: str = typer.Option("json", "--format", "-f", help="json or md"),
     max_bytes: Optional[int] = typer.Option(None, help="Size limit in bytes (default 20 MB or $FAZHI_MAX_BYTES)"),
+    ocr: OcrMode = None,
 ) -> None:
     """Split a report into meta and outline paragraphs."""
     from fazhi.corpora import read_document, to_markdown
 
     check_choice("--format", format, ("json", "md"))
-    doc = read_document(file, max_bytes=max_bytes)
+    doc = read_document(file, max_bytes=max_bytes, settings=reading(ocr))
     if format == "json":
         emit_json(doc.to_dict())
     else:
@@ -297,13 +310,14 @@ def tag(
     file: ReportFile,
     model: ModelName = "bert",
     format: str = typer.Option("md", "--format", "-f", help="md or json"),
+    ocr: OcrMode = None,
 ) -> None:
     """Parse a report and tag every paragraph with its category and shortcoming flag."""
     from fazhi.analysis import Analyzer
     from fazhi.render import tagged_markdown
 
     check_choice("--format", format, ("json", "md"))
-    analysis = Analyzer(model).analyze(file)
+    analysis = Analyzer(model, reading=reading(ocr)).analyze(file)
     paragraphs = analysis.paragraphs()
     if format == "json":
         emit_json({"meta": analysis.document.meta, "paragraphs": paragraphs})
@@ -322,6 +336,7 @@ def summarize(
     chart: Optional[Path] = typer.Option(None, help="Coverage chart PNG for md (default: beside --out, or "
                                                      "FILE-stem.coverage.png in the current directory)"),
     length: int = typer.Option(300, help="Summary length in characters"),
+    ocr: OcrMode = None,
 ) -> None:
     """Digest a report: summary, coverage, admitted shortcomings, claimed figures and highlights."""
     from fazhi.analysis import Analyzer
@@ -329,7 +344,7 @@ def summarize(
     from fazhi.render import digest_html, digest_markdown, write_chart
 
     check_choice("--format", format, ("md", "json", "html"))
-    analysis = Analyzer(model, summary_chars=length).analyze(file)
+    analysis = Analyzer(model, summary_chars=length, reading=reading(ocr)).analyze(file)
     digest = analysis.digest
     names, title = load_taxonomy().names(), analysis.document.meta.get("title") or file.name
     if format == "json":
@@ -360,6 +375,7 @@ def compare(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the comparison here (default: stdout)"),
     chart: Optional[Path] = typer.Option(None, help="Coverage chart PNG for md (default: beside --out, or "
                                                      "NEW-stem.compare.png in the current directory)"),
+    ocr: OcrMode = None,
 ) -> None:
     """Year over year: recurring, new and no longer mentioned shortcomings, coverage and figures that moved."""
     from fazhi.analysis import Analyzer
@@ -370,7 +386,7 @@ def compare(
     from fazhi.settings import settings
 
     check_choice("--format", format, ("md", "json", "html"))
-    analyses = list(Analyzer(model).pipe([old, new]))
+    analyses = list(Analyzer(model, reading=reading(ocr)).pipe([old, new]))
     sides = [Side(a.document.meta.get("title"), a.document.meta.get("region"), a.document.meta.get("year"), a.digest)
              for a in analyses]
     names = load_taxonomy().names()
@@ -502,6 +518,32 @@ def bench_api(
         typer.echo(f"{key:<14}{r['requests_per_s']:>10}{r['p50_ms']:>10}{r['p99_ms']:>10}{r['errors']:>8}")
     typer.echo(f"throughput ratio (on/off): {result['throughput_ratio']}; classify p99 during uploads / without: "
                f"{result['p99_ratio_during_uploads']} ({result['during_uploads']['reports_uploaded']} reports uploaded)")
+
+
+@app.command("bench-ocr")
+@user_errors
+def bench_ocr(
+    reports: list[Path] = typer.Argument(None, help="Text reports to render as scans (default: the sample and the "
+                                                    "shared reports)"),
+    model: ModelName = "rules",
+    work: Path = typer.Option(Path("build") / "ocr-bench", help="Where the rendered scans are written"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """OCR on scans made from text reports (150 dpi): pages/s, character accuracy, paragraphs and tags recovered."""
+    from fazhi.data import SAMPLE_REPORT
+    from fazhi.training.ocrbench import run_ocr_bench
+
+    result = run_ocr_bench(reports or [SAMPLE_REPORT, *sorted(SHARED_REPORTS.glob("*.txt"))], work, model)
+    if json_out:
+        emit_json(result)
+        return
+    typer.echo(f"{'report':<28}{'pages':>6}{'s':>8}{'chars':>8}{'body':>8}{'tags':>8}")
+    for r in result["reports"]:
+        typer.echo(f"{r['report']:<28}{r['pages']:>6}{r['seconds']:>8}{r['char_accuracy']:>8}{r['body_recovered']:>8}"
+                   f"{r['tags_equal']:>8}")
+    typer.echo(f"all: {result['pages']} pages at {result['pages_per_s']} pages/s; character accuracy "
+               f"{result['char_accuracy']}, body paragraphs recovered {result['body_recovered']}, tags equal "
+               f"{result['tags_equal']} ({result['model']} model)")
 
 
 api_key_app = typer.Typer(no_args_is_help=True, help="API keys for the server's write endpoints.")

@@ -28,27 +28,25 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", validate_default=True)
 
-    model: str | None = Field(None, description="rules, tfidf or a model directory (default: the release model, "
-                                                "build/release-model)")
-    backend: Literal["auto", "onnx", "torch"] = Field("auto", description="BERT runtime: ONNX where exported "
-                                                                          "(auto), or always onnx / torch")
-    embedder: Path = Field(Path("build") / "e5-base", description="sentence encoder for `fazhi compare` "
-                                                                   "(an E5 model directory)")
-    threads: int | None = Field(None, ge=1, description="ONNX Runtime threads (default: every CPU core)")
+    model: str | None = Field(None, description="rules, tfidf or a model directory (`-`: build/release-model)")
+    backend: Literal["auto", "onnx", "torch"] = Field("auto", description="BERT runtime: auto (ONNX where "
+                                                                          "exported), onnx or torch")
+    embedder: Path = Field(Path("build") / "e5-base", description="E5 sentence encoder of `fazhi compare`")
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime threads (`-`: every core)")
     db: Path = Field(Path("fazhi.db"), description="SQLite file of stored reports")
-    db_busy_timeout: float = Field(5.0, gt=0, description="seconds a request waits for another writer's lock "
-                                                          "before 503 + Retry-After")
-    api_keys: SecretStr = Field(SecretStr(""), description="accepted API keys, comma-separated")
-    api_key_file: Path | None = Field(None, description="file of API key hashes (`fazhi api-key new`)")
+    db_busy_timeout: float = Field(5.0, gt=0, description="seconds a write waits for another writer, then 503")
+    api_keys: SecretStr = Field(SecretStr(""), description="API keys, comma-separated")
+    api_key_file: Path | None = Field(None, description="file of key hashes (`fazhi api-key new`)")
     protect_reads: bool = Field(False, description="read endpoints need a key too")
-    batching: bool = Field(True, description="merge concurrent /v1/classify requests into one model call")
-    max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest report file or request body, bytes")
-    max_inflated_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest decompressed content of a .docx "
-                                                                      "or .pdf, bytes")
-    max_report_paragraphs: int = Field(5000, ge=1, description="paragraphs per report (tag, summarize, "
-                                                               "POST /v1/reports)")
+    batching: bool = Field(True, description="merge concurrent /v1/classify requests")
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="largest file or request body, bytes")
+    max_inflated_bytes: int = Field(64 * 1024 * 1024, ge=1, description="largest decompressed .docx/.pdf, bytes")
+    max_report_paragraphs: int = Field(5000, ge=1, description="paragraphs per report")
+    ocr: Literal["auto", "force", "off"] = Field("auto", description="OCR: auto (pages without a text layer), "
+                                                                       "force, off")
+    max_ocr_pages: int = Field(30, ge=1, description="pages per report read by OCR (~5 s each on 2 cores)")
     max_paragraphs: int = Field(256, ge=1, description="paragraphs per /v1/classify request")
-    max_paragraph_chars: int = Field(5000, ge=1, description="characters per paragraph sent to /v1/classify")
+    max_paragraph_chars: int = Field(5000, ge=1, description="characters per /v1/classify paragraph")
 
     def model_path(self) -> Path | None:
         """The directory ``model`` names (the release model by default); None for ``rules``."""

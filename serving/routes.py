@@ -106,7 +106,7 @@ async def _report_input(request: Request, settings: Settings) -> tuple[str, s.Re
     if len(data) > limit:
         raise HTTPException(413, f"{name}: over the limit FAZHI_MAX_BYTES={limit}")
     # PDF/docx parsing takes seconds: off the event loop
-    text = await run_in_threadpool(read_bytes, data, PurePath(name).suffix, name, settings.max_inflated_bytes)
+    text = await run_in_threadpool(read_bytes, data, PurePath(name).suffix, name, settings)
     fields = {k: v for k in ("title", "region", "year") if isinstance(v := form.get(k), str) and v}
     try:
         return name, s.ReportIn(text=text, **fields)

@@ -74,7 +74,7 @@ BAD = {
     "unknown extension": (_write("r.xls", b"abc"), "unsupported file type .xls"),
     "truncated docx": (_truncated_docx, "corrupt or truncated .docx"),
     "password docx": (_ole, "password-protected"),
-    "image-only pdf": (_image_pdf, "no text layer"),
+    "pdf with no text at all": (_image_pdf, "no text found"),
     "garbage pdf": (_write("bad.pdf", b"%PDF-1.4 nonsense"), "PDF"),
 }
 
@@ -104,7 +104,7 @@ def run_cli(*args, stdin=None):
                           input=stdin)
 
 
-@pytest.mark.parametrize("case", ["empty", "binary", "password docx", "image-only pdf"])
+@pytest.mark.parametrize("case", ["empty", "binary", "password docx", "pdf with no text at all"])
 def test_cli_parse_bad_input_exit_2_one_line(tmp_path, case):
     make, expected = BAD[case]
     result = run_cli("parse", make(tmp_path))
