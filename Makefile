@@ -32,6 +32,9 @@ $(STAMP): pyproject.toml Makefile
 	# a CJK font for the charts (matplotlib); charts still render without it
 	fc-list :lang=zh 2>/dev/null | grep -q . || (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei) \
 	  || echo "warning: no CJK font installed; chart labels in Chinese will not render"
+	# Debian's chromium for the browser test of the web pages (Playwright drives it; it downloads no browser)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || echo "warning: chromium not installed; the browser test (tests/test_web.py) will fail"
 	touch $(STAMP)
 
 build/e5-base/config.json: $(STAMP)

@@ -13,6 +13,7 @@ recognised with low confidence) are left out.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
@@ -43,6 +44,11 @@ class Line:
         return self.y1 - self.y0
 
 
+# One OCR at a time in a process: ONNX Runtime already uses every core for one page, and
+# pdfium (which renders the pages) must never be called from two threads at once.
+LOCK = threading.RLock()
+
+
 @lru_cache(maxsize=1)
 def _engine():
     try:
@@ -54,8 +60,9 @@ def _engine():
 
 def read_lines(image: np.ndarray) -> list[Line]:
     """The text rows of one page image (H, W, 3) uint8 RGB, top to bottom."""
-    # no angle classifier: report pages are upright, and it turned whole lines of them upside down
-    result, _ = _engine()(image, use_cls=False)
+    with LOCK:
+        # no angle classifier: report pages are upright, and it turned whole lines of them upside down
+        result, _ = _engine()(image, use_cls=False)
     boxes = []
     for box, text, score in result or []:
         pts = np.asarray(box, dtype=float)  # four corners: top-left, top-right, bottom-right, bottom-left

@@ -110,7 +110,10 @@ def decode(data: bytes, name: str = "<input>") -> str:
         data = data[3:]
     if b"\x00" in data[:4096]:
         if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            return data.decode("utf-16")
+            try:
+                return data.decode("utf-16")
+            except UnicodeDecodeError:
+                raise FazhiError(name, "cannot decode: broken UTF-16 text") from None
         raise FazhiError(name, "binary data, not text")
     try:
         return data.decode("utf-8")
@@ -182,16 +185,21 @@ def _check_pdf_streams(data: bytes, name: str, limit: int) -> None:
         end = data.find(b"endstream", m.end())
         if end < 0:
             break
-        inflater = zlib.decompressobj()
-        chunk = data[m.end():end]
-        try:
-            while chunk and not inflater.eof:
-                total += len(inflater.decompress(chunk, 1 << 20))
-                if total > limit:
-                    raise _over(name, limit)
-                chunk = inflater.unconsumed_tail
-        except zlib.error:
-            continue  # not Flate data (or not compressed): nothing inflates
+        layer = data[m.end():end]
+        # a stream may be Flate inside Flate (/Filter [/FlateDecode /FlateDecode]): each layer counts
+        while layer[:1] == b"\x78":
+            inflater, out, chunk = zlib.decompressobj(), [], layer
+            try:
+                while chunk and not inflater.eof:
+                    piece = inflater.decompress(chunk, 1 << 20)
+                    total += len(piece)
+                    if total > limit:
+                        raise _over(name, limit)
+                    out.append(piece)
+                    chunk = inflater.unconsumed_tail
+            except zlib.error:
+                break  # not Flate data: nothing more inflates
+            layer = b"".join(out)
 
 
 def _docx_text(data: bytes, name: str) -> str:
@@ -278,16 +286,33 @@ def _ocr_pdf(data: bytes, name: str, pages: list[int] | None, max_pages: int) ->
     import numpy as np
     import pypdfium2 as pdfium
 
-    from fazhi.corpora.ocr import RENDER_DPI, ocr_pages
+    from fazhi.corpora.ocr import LOCK, RENDER_DPI, ocr_pages
 
-    try:
-        pdf = pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as err:
-        raise FazhiError(name, f"corrupt PDF ({err})") from None
-    pages = list(range(len(pdf))) if pages is None else pages
-    _check_pages(name, len(pages), max_pages)
-    images = (np.asarray(pdf[i].render(scale=RENDER_DPI / 72).to_pil().convert("RGB")) for i in pages)
-    return ocr_pages(images, name, total=len(pages))
+    scale = RENDER_DPI / 72
+    with LOCK:  # pdfium is not thread-safe, not even across documents
+        try:
+            pdf = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as err:
+            raise FazhiError(name, f"corrupt PDF ({err})") from None
+        pages = list(range(len(pdf))) if pages is None else pages
+        _check_pages(name, len(pages), max_pages)
+        for i in pages:
+            width, height = pdf[i].get_size()  # points
+            if width * height * scale * scale > MAX_IMAGE_PIXELS:
+                raise LimitError(name, f"page {i + 1} renders to {width * scale:.0f}×{height * scale:.0f} pixels, over "
+                                       f"{MAX_IMAGE_PIXELS} pixels")
+
+        def images():
+            for i in pages:
+                with LOCK:
+                    bitmap = pdf[i].render(scale=scale)
+                    image = np.asarray(bitmap.to_pil().convert("RGB"))
+                yield image
+
+        try:
+            return ocr_pages(images(), name, total=len(pages))
+        finally:
+            pdf.close()
 
 
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -303,16 +328,19 @@ def _image_text(data: bytes, name: str, max_pages: int) -> str:
 
     from fazhi.corpora.ocr import ocr_images
 
+    def pages(image):
+        for frame in ImageSequence.Iterator(image):  # one frame in memory at a time
+            if frame.width * frame.height > MAX_IMAGE_PIXELS:
+                raise LimitError(name, f"image of {frame.width}×{frame.height} pixels, over {MAX_IMAGE_PIXELS} pixels")
+            yield np.asarray(frame.convert("RGB"))
+
     try:
         image = Image.open(io.BytesIO(data))
         frames = getattr(image, "n_frames", 1)
         _check_pages(name, frames, max_pages)
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise LimitError(name, f"image of {image.width}×{image.height} pixels, over {MAX_IMAGE_PIXELS} pixels")
-        pages = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+        text = ocr_images(pages(image), name, total=frames)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
         raise FazhiError(name, f"not a readable image ({err.__class__.__name__})") from None
-    text = ocr_images(pages, name, total=frames)
     if not text.strip():
         raise FazhiError(name, "no text found by OCR (a blank page or a picture without text)")
     return text

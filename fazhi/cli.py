@@ -134,6 +134,22 @@ def corpus_synth(
     typer.echo(f"wrote {len(paths)} reports to {out}", err=True)
 
 
+@corpus_app.command("export-corrections")
+@user_errors
+def corpus_export_corrections(
+    db: Path = typer.Option(..., "--db", help="The server's SQLite file"),
+    out: Path = typer.Option(..., "--out", help="Directory for the gold-format files"),
+) -> None:
+    """Write every report a reviewer corrected as a gold-format file, for `fazhi corpus build`."""
+    from fazhi.serving.corrections import export_corrections
+    from fazhi.serving.store import open_store
+
+    if not db.is_file():
+        fail(f"{db}: no such database")
+    files, changed = export_corrections(open_store(db), out)
+    typer.echo(f"wrote {len(files)} reports to {out}: {changed} labels corrected", err=True)
+
+
 @corpus_app.command("stats")
 @user_errors
 def corpus_stats(path: Path = typer.Argument(...), json_out: bool = typer.Option(False, "--json")) -> None:

@@ -38,14 +38,16 @@ def coverage_chart(digest: Digest, names: dict[str, str]) -> bytes:
 
 
 def _png(fig) -> bytes:
-    """PNG bytes of a matplotlib figure, which is then closed."""
+    """PNG bytes of a matplotlib figure, which is then closed (also when saving fails)."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    try:
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
 
 
 def bench_chart(result: dict) -> bytes:
@@ -206,3 +208,69 @@ def comparison_html(comparison: Comparison, names: dict[str, str]) -> str:
             f"<h2>Coverage</h2><table><tr><th>category</th><th>old</th><th>new</th><th>change</th></tr>{cov}</table>"
             f"<h2>Figures</h2><table><tr><th>what</th><th>old</th><th>new</th><th>change</th></tr>{fig}</table>"
             "</body></html>\n")
+
+
+def _government(row: dict) -> str:
+    return row.get("region") or row.get("title") or row["id"][:8]
+
+
+HEATMAP_ROWS = 40
+
+
+def coverage_heatmap(rows: list[dict], labels: list[str], names: dict[str, str]) -> bytes:
+    """PNG bytes: governments × categories, each cell the share of the government's body paragraphs
+    (its latest stored report); an empty cell is an area it does not address. At most
+    ``HEATMAP_ROWS`` governments, those with the most paragraphs stored."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    font = use_cjk_font()
+    latest: dict[str, dict] = {}
+    for r in rows:
+        key = _government(r)
+        if key not in latest or (r.get("year") or 0) >= (latest[key].get("year") or 0):
+            latest[key] = r
+    # the governments with the most paragraphs stored, so the figure stays readable (and under Agg's size limit)
+    govs = sorted(sorted(latest, key=lambda g: -sum(latest[g]["paragraphs"].values()))[:HEATMAP_ROWS])
+    share = np.array([[latest[g]["paragraphs"].get(c, 0) / max(sum(latest[g]["paragraphs"].values()), 1)
+                       for c in labels] for g in govs]) if govs else np.zeros((0, len(labels)))
+    fig, ax = plt.subplots(figsize=(1.1 * len(labels) + 2, 0.5 * len(govs) + 2))
+    ax.imshow(np.where(share > 0, share, np.nan), cmap="Blues", vmin=0, vmax=max(share.max(initial=0), 0.01),
+              aspect="auto")
+    ax.set_xticks(range(len(labels)), [names.get(c, c) if font else c for c in labels], rotation=35, ha="right")
+    ax.set_yticks(range(len(govs)), govs if font else [str(i + 1) for i in range(len(govs))])
+    for i in range(len(govs)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{100 * share[i, j]:.0f}%" if share[i, j] else "—", ha="center", va="center", fontsize=8,
+                    color="#c0392b" if not share[i, j] else "black")
+    ax.set_title("share of body paragraphs per area (—: not addressed)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def year_lines(rows: list[dict], labels: list[str], names: dict[str, str]) -> bytes:
+    """PNG bytes: for each government with several years stored, its admitted shortcomings per year."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    font = use_cjk_font()
+    by_gov: dict[str, dict[int, int]] = {}
+    for r in rows:
+        if r.get("year"):
+            by_gov.setdefault(_government(r), {})[r["year"]] = sum(r["shortcomings"].values())
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for gov, years in sorted(by_gov.items()):
+        if len(years) > 1:
+            xs = sorted(years)
+            ax.plot(xs, [years[x] for x in xs], marker="o", label=gov if font else None)
+    ax.set_xlabel("year")
+    ax.set_ylabel("paragraphs admitting a shortcoming")
+    if font:
+        ax.legend(fontsize=8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    return _png(fig)

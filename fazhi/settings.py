@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     max_report_paragraphs: int = Field(5000, ge=1, description="paragraphs per report")
     ocr: Literal["auto", "force", "off"] = Field("auto", description="OCR: auto (pages without a text layer), "
                                                                        "force, off")
-    max_ocr_pages: int = Field(30, ge=1, description="pages per report read by OCR (~5 s each on 2 cores)")
+    max_ocr_pages: int = Field(30, ge=1, description="pages per report read by OCR (~7 s each on 2 cores)")
     max_paragraphs: int = Field(256, ge=1, description="paragraphs per /v1/classify request")
     max_paragraph_chars: int = Field(5000, ge=1, description="characters per /v1/classify paragraph")
 

@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The application; the model and the store are opened when it starts (lifespan)."""
     from fazhi.models.registry import load_classifier
     from fazhi.serving.batching import Batcher
+    from fazhi.serving import web
     from fazhi.serving.routes import router
     from fazhi.serving.store import open_store
 
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.key_hashes = key_hashes
     app.include_router(router)
+    app.include_router(web.router)
+    app.mount("/static", web.static, name="static")
     if not settings.protect_reads:
         _keys_optional_for_reads(app, router)
 
@@ -104,8 +107,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, ensure_ascii=False)
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # every method of the path, not only those of the first route matched
-            headers["Allow"] = ", ".join(sorted({m for r in router.routes if isinstance(r, APIRoute)
-                                                 and r.matches(request.scope)[0] != Match.NONE for m in r.methods}))
+            methods = {m for r in router.routes if isinstance(r, APIRoute)
+                       and r.matches(request.scope)[0] != Match.NONE for m in r.methods}
+            if methods:  # a path of the pages or static files keeps the header Starlette gave it
+                headers["Allow"] = ", ".join(sorted(methods))
         return error_response(exc.status_code, detail, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)

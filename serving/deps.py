@@ -59,6 +59,13 @@ def _require_key(key: str | None, hashes: set[str]) -> None:
         raise HTTPException(status, f"{HEADER} header missing" if status == 401 else f"{HEADER} not accepted")
 
 
+def reviewer_of(key: str | None) -> str:
+    """How a correction names its reviewer: the first hex digits of their key's hash, never the key."""
+    from fazhi.serving.auth import hash_key
+
+    return "key:" + hash_key(key or "").removeprefix("sha256:")[:8]
+
+
 def write_access(key: ApiKey, hashes: KeyHashes) -> None:
     """Write endpoints always need a key."""
     _require_key(key, hashes)

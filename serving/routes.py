@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
@@ -19,9 +19,9 @@ from fazhi.models.compare import Comparison, Side, compare
 from fazhi.models.digest import Digest
 from fazhi.models.embed import Embedder
 from fazhi.serving import schemas as s
-from fazhi.serving.deps import AppSettings, ModelBatcher, Store, read_access, write_access
+from fazhi.serving.deps import ApiKey, AppSettings, ModelBatcher, Store, read_access, reviewer_of, write_access
 from fazhi.serving.limits import REPORT_ID_CHARS
-from fazhi.serving.store import ParagraphQuery, ReportRecord, ReportStore
+from fazhi.serving.store import ParagraphQuery, ReportQuery, ReportRecord, ReportStore
 from fazhi.settings import Settings
 
 # Every SQLite call, file read and parse below goes through run_in_threadpool: these routes are
@@ -138,9 +138,12 @@ async def post_report(request: Request, store: Store, batcher: ModelBatcher, set
 
 @router.get("/v1/reports", tags=["reports"], response_model=s.ReportList, dependencies=[Depends(read_access)],
             responses=_ERRORS, summary="Stored reports, oldest first")
-async def list_reports(store: Store, limit: int = Query(50, ge=1, le=500),
-                       cursor: str | None = None) -> s.ReportList:
-    items, next_cursor = await run_in_threadpool(store.list, limit, cursor)
+async def list_reports(store: Store, limit: int = Query(50, ge=1, le=500), cursor: str | None = None,
+                       region: str | None = Query(None, max_length=s.REGION_CHARS),
+                       year: int | None = Query(None, ge=s.YEAR_MIN, le=s.YEAR_MAX),
+                       q: str | None = Query(None, max_length=200, description="Text the title contains")) -> s.ReportList:
+    query = ReportQuery(region=region or None, year=year, q=q or None)
+    items, next_cursor = await run_in_threadpool(store.list, limit, cursor, query)
     return s.ReportList(items=items, next_cursor=next_cursor)
 
 
@@ -241,6 +244,8 @@ def _side(report: dict) -> Side:
 def _compare(old: Side, new: Side, settings: Settings, state) -> Comparison:
     """On the model thread: the sentence encoder is loaded there once, on first use, like the classifier."""
     if getattr(state, "embedder", None) is None:
+        if not (settings.embedder / "config.json").is_file():  # the server's set-up, not the request, is wrong
+            raise HTTPException(503, f"no sentence encoder at {settings.embedder} (FAZHI_EMBEDDER); run `make setup`")
         state.embedder = Embedder(settings.embedder)
     return compare(old, new, state.embedder.encode, load_taxonomy().names())
 
@@ -252,3 +257,29 @@ async def compare_reports(request: Request, store: Store, batcher: ModelBatcher,
                           new: str = Query(..., max_length=64, description="id of the later report")) -> Comparison:
     sides = [_side(await _stored(store, report_id)) for report_id in (old, new)]
     return await batcher.run(_compare, *sides, settings, request.app.state)
+
+
+# --- corrections ------------------------------------------------------------------------------------------------
+
+@router.put("/v1/paragraphs/{paragraph_key}/label", tags=["paragraphs"], response_model=s.CorrectedParagraph,
+            dependencies=[Depends(write_access)], responses=_ERRORS,
+            summary="Correct a paragraph's category or shortcoming flag (the model's label is kept)")
+async def correct_label(store: Store, batcher: ModelBatcher, key: ApiKey, body: s.LabelIn,
+                        paragraph_key: str = Path(..., max_length=100, description="REPORT_ID:PARAGRAPH_ID")):
+    report_id, _, paragraph_id = paragraph_key.partition(":")
+    if body.category is None and body.shortcoming is None:
+        raise HTTPException(422, "body: give a category, a shortcoming flag or both")
+    if body.category is not None and body.category not in batcher.clf.labels:
+        raise HTTPException(422, f"category: {body.category!r} is not one of {', '.join(batcher.clf.labels)}")
+    labels = body.model_dump(exclude_none=True)
+    fixed = await run_in_threadpool(store.correct, report_id, paragraph_id, labels, reviewer_of(key))
+    if fixed is None:
+        raise HTTPException(404, "paragraph not found (the key is REPORT_ID:PARAGRAPH_ID)")
+    return fixed
+
+
+@router.get("/v1/corrections", tags=["paragraphs"], response_model=s.CorrectionList,
+            dependencies=[Depends(read_access)], responses=_ERRORS, summary="Every reviewer's correction, oldest first")
+async def list_corrections(store: Store) -> s.CorrectionList:
+    items = await run_in_threadpool(store.corrections)
+    return s.CorrectionList(items=items, count=len(items))

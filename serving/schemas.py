@@ -56,12 +56,48 @@ class ReportIn(BaseModel):
     year: int | None = Field(None, ge=YEAR_MIN, le=YEAR_MAX)
 
 
+class Correction(BaseModel):
+    """A reviewer's labels for a paragraph (the fields they changed), who and when."""
+
+    category: str | None = None
+    shortcoming: bool | None = None
+    by: str
+    at: str
+
+
 class TaggedParagraph(Labels):
     id: str
     kind: str
     level: int
     heading_path: list[str]
     text: str
+    correction: Correction | None = Field(None, description="A reviewer's labels; the model's stay in the fields above")
+
+
+class LabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"category": "enforcement",
+                                                                               "shortcoming": True}]})
+    category: str | None = Field(None, description="A category id")
+    shortcoming: bool | None = None
+
+
+class CorrectedParagraph(TaggedParagraph):
+    report_id: str
+
+
+class CorrectionItem(BaseModel):
+    report_id: str
+    paragraph_id: str
+    field: str
+    old: str
+    new: str
+    reviewer: str
+    created_at: str
+
+
+class CorrectionList(BaseModel):
+    items: list[CorrectionItem]
+    count: int
 
 
 class ShortcomingItem(BaseModel):

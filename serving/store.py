@@ -61,6 +61,20 @@ MIGRATIONS = [
         INSERT INTO paragraphs_fts(paragraphs_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
     END;
     """,
+    # reviewers' corrections: one row per changed label field, the model's label kept in paragraphs
+    """
+    CREATE TABLE IF NOT EXISTS corrections (
+        rowid INTEGER PRIMARY KEY,
+        report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
+        paragraph_id TEXT NOT NULL,
+        field TEXT NOT NULL CHECK (field IN ('category', 'shortcoming')),
+        old TEXT NOT NULL,
+        new TEXT NOT NULL,
+        reviewer TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS corrections_paragraph ON corrections(report_id, paragraph_id, rowid);
+    """,
 ]
 
 
@@ -78,6 +92,13 @@ class ReportRecord:
     digest: dict[str, Any] | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+@dataclass
+class ReportQuery:
+    region: str | None = None
+    year: int | None = None
+    q: str | None = None  # text the title contains
 
 
 @dataclass
@@ -99,7 +120,18 @@ class ReportStore(Protocol):
 
     def delete(self, report_id: str) -> bool: ...
 
-    def list(self, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]: ...
+    def list(self, limit: int, cursor: str | None = None,
+             query: ReportQuery | None = None) -> tuple[list[dict], str | None]: ...
+
+    def correct(self, report_id: str, paragraph_id: str, labels: dict[str, Any], reviewer: str) -> dict | None:
+        """Record a reviewer's labels (``category`` and/or ``shortcoming``) for a paragraph; the
+        paragraph as it now reads, or None when there is no such paragraph."""
+
+    def corrections(self) -> list[dict]:
+        """Every correction, oldest first (report, paragraph, field, old, new, reviewer, time)."""
+
+    def overview(self) -> list[dict]:
+        """Per stored report: region, year, title, and per category its body paragraphs and shortcomings."""
 
     def paragraphs(self, query: ParagraphQuery, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
         """Matching paragraphs in storage order and the cursor of the next page (None at the end)."""
@@ -239,30 +271,102 @@ class SQLiteStore:
             if row is None:
                 return None
             paras = db.execute("SELECT * FROM paragraphs WHERE report_id = ? ORDER BY position", (report_id,)).fetchall()
+            fixes = self._latest(db, [(report_id, p["paragraph_id"]) for p in paras])
         return {**self._report(row), "meta": json.loads(row["meta"]),
                 "digest": json.loads(row["digest"]) if row["digest"] else None,
-                "paragraphs": [self._paragraph(p) for p in paras]}
+                "paragraphs": [self._paragraph(p, fixes) for p in paras]}
+
+    @staticmethod
+    def _latest(db: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+        """For (report, paragraph) keys, the reviewers' current labels: ``{"category"?, "shortcoming"?,
+        "by", "at"}`` of the latest correction of each field."""
+        out: dict[tuple[str, str], dict] = {}
+        for report_id in {r for r, _ in keys}:
+            wanted = {p for r, p in keys if r == report_id}
+            for c in db.execute("SELECT * FROM corrections WHERE report_id = ? ORDER BY rowid", (report_id,)):
+                if c["paragraph_id"] in wanted:
+                    fix = out.setdefault((report_id, c["paragraph_id"]), {})
+                    fix[c["field"]] = c["new"] == "true" if c["field"] == "shortcoming" else c["new"]
+                    fix.update(by=c["reviewer"], at=c["created_at"])
+        return out
+
+    def correct(self, report_id: str, paragraph_id: str, labels: dict[str, Any], reviewer: str) -> dict | None:
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT * FROM paragraphs WHERE report_id = ? AND paragraph_id = ?",
+                                 (report_id, paragraph_id)).fetchone()
+                if row is None:
+                    db.execute("ROLLBACK")
+                    return None
+                current = {**{"category": row["category"], "shortcoming": bool(row["shortcoming"])},
+                           **self._latest(db, [(report_id, paragraph_id)]).get((report_id, paragraph_id), {})}
+                for field in ("category", "shortcoming"):
+                    if field in labels and labels[field] != current[field]:
+                        text = lambda v: str(v).lower() if field == "shortcoming" else str(v)  # noqa: E731
+                        db.execute("INSERT INTO corrections (report_id, paragraph_id, field, old, new, reviewer, "
+                                   "created_at) VALUES (?,?,?,?,?,?,?)", (report_id, paragraph_id, field,
+                                                                         text(current[field]), text(labels[field]),
+                                                                         reviewer, now))
+                fixes = self._latest(db, [(report_id, paragraph_id)])
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return {"report_id": report_id, **self._paragraph(row, fixes)}
+
+    def corrections(self) -> list[dict]:
+        with self._connect() as db:
+            return [dict(r) for r in db.execute("SELECT report_id, paragraph_id, field, old, new, reviewer, created_at "
+                                                "FROM corrections ORDER BY rowid")]
+
+    def overview(self) -> list[dict]:
+        with self._connect() as db:
+            rows = db.execute("SELECT r.id, r.title, r.region, r.year, p.category, count(*) AS n, "
+                              "sum(p.shortcoming) AS shortcomings FROM reports r JOIN paragraphs p "
+                              "ON p.report_id = r.id WHERE p.kind = 'body' GROUP BY r.id, p.category "
+                              "ORDER BY r.region, r.year, r.id").fetchall()
+        out: dict[str, dict] = {}
+        for r in rows:
+            item = out.setdefault(r["id"], {"id": r["id"], "title": r["title"], "region": r["region"],
+                                            "year": r["year"], "paragraphs": {}, "shortcomings": {}})
+            item["paragraphs"][r["category"]] = r["n"]
+            item["shortcomings"][r["category"]] = r["shortcomings"]
+        return list(out.values())
 
     def delete(self, report_id: str) -> bool:
         with self._connect() as db:
             return db.execute("DELETE FROM reports WHERE id = ?", (report_id,)).rowcount > 0
 
-    def list(self, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
+    def list(self, limit: int, cursor: str | None = None,
+             query: ReportQuery | None = None) -> tuple[list[dict], str | None]:
         after = decode_cursor(cursor) if cursor else ""
+        query = query or ReportQuery()
+        where, args = ["r.created_at || r.id > ?"], [after]
+        for column, value in (("r.region", query.region), ("r.year", query.year)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.q:
+            where.append("instr(coalesce(r.title, ''), ?) > 0")
+            args.append(query.q)
         with self._connect() as db:
             rows = db.execute("SELECT r.*, (SELECT count(*) FROM paragraphs p WHERE p.report_id = r.id) AS n "
-                              "FROM reports r WHERE r.created_at || r.id > ? ORDER BY r.created_at || r.id LIMIT ?",
-                              (after, limit + 1)).fetchall()
+                              f"FROM reports r WHERE {' AND '.join(where)} ORDER BY r.created_at || r.id LIMIT ?",
+                              (*args, limit + 1)).fetchall()
         items = [{**self._report(r), "paragraphs": r["n"]} for r in rows[:limit]]
         more = len(rows) > limit
         return items, encode_cursor(rows[limit - 1]["created_at"] + rows[limit - 1]["id"]) if more else None
 
     @staticmethod
-    def _paragraph(row: sqlite3.Row) -> dict:
+    def _paragraph(row: sqlite3.Row, fixes: dict[tuple[str, str], dict] | None = None) -> dict:
+        """A stored paragraph: the model's labels, and under ``correction`` the reviewers' (or None)."""
         return {"id": row["paragraph_id"], "kind": row["kind"], "level": row["level"],
                 "heading_path": json.loads(row["heading_path"]), "text": row["text"], "category": row["category"],
                 "scores": json.loads(row["scores"]), "shortcoming": bool(row["shortcoming"]),
-                "shortcoming_score": row["shortcoming_score"]}
+                "shortcoming_score": row["shortcoming_score"],
+                "correction": (fixes or {}).get((row["report_id"], row["paragraph_id"]))}
 
     def paragraphs(self, query: ParagraphQuery, limit: int, cursor: str | None = None) -> tuple[list[dict], str | None]:
         after = decode_cursor(cursor) if cursor else "0"
@@ -289,8 +393,9 @@ class SQLiteStore:
                f"WHERE {' AND '.join(where)} ORDER BY p.rowid LIMIT ?")
         with self._connect() as db:
             rows = db.execute(sql, (*args, limit + 1)).fetchall()
+            fixes = self._latest(db, [(r["report_id"], r["paragraph_id"]) for r in rows[:limit]])
         items = [{"report_id": r["report_id"], "title": r["title"], "region": r["region"], "year": r["year"],
-                  **self._paragraph(r)} for r in rows[:limit]]
+                  **self._paragraph(r, fixes)} for r in rows[:limit]]
         return items, encode_cursor(rows[limit - 1]["rowid"]) if len(rows) > limit else None
 
     def writable(self) -> bool:

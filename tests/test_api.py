@@ -418,3 +418,29 @@ def test_a_report_in_progress_never_holds_up_a_short_request():
     assert calls.count(BULK_CHUNK) == len(report) // BULK_CHUNK  # the report ran in chunks, none merged
     assert calls.index(1) <= 2, calls  # the short request went in after at most two chunks of the ten
     assert done_before <= 3
+
+
+def test_the_pages_are_off_while_reads_are_protected(tmp_path):
+    with make_client(tmp_path, protect_reads=True) as c:
+        for path in ("/", "/search", "/overview", "/ui/overview/heatmap.png"):
+            assert_error(c.get(path), 403, "protect")
+        assert c.get("/static/app.css").status_code == 200
+    with make_client(tmp_path) as c:
+        assert c.get("/").status_code == 200 and "上传报告" in c.get("/").text
+
+
+def test_page_labels_follow_the_model_until_corrected(client):
+    r = client.post("/v1/reports", json={"text": SAMPLE.read_text(encoding="utf-8")}, headers=KEY)
+    report = r.json()
+    flagged = [p for p in report["paragraphs"] if p["shortcoming"]]
+    html = client.get(f"/reports/{report['id']}").text
+    assert flagged and html.count('data-shortcoming="true"') == len(flagged)
+    assert html.count('class="badge warn"') == len(flagged)
+    key = f"{report['id']}:{flagged[0]['id']}"
+    fixed = client.put(f"/v1/paragraphs/{key}/label", json={"category": "supervision"}, headers=KEY).json()
+    assert fixed["correction"]["category"] == "supervision" and fixed["correction"]["shortcoming"] is None
+    assert [c["field"] for c in client.get("/v1/corrections").json()["items"]] == ["category"]
+    assert_error(client.put(f"/v1/paragraphs/{key}/label", json={"category": "nope"}, headers=KEY), 422, "category")
+    assert_error(client.put(f"/v1/paragraphs/{key}/label", json={}, headers=KEY), 422)
+    assert_error(client.put(f"/v1/paragraphs/{report['id']}:p9999/label", json={"shortcoming": True}, headers=KEY), 404)
+    assert_error(client.put(f"/v1/paragraphs/{key}/label", json={"shortcoming": True}), 401)

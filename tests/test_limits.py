@@ -117,3 +117,30 @@ def test_the_api_answers_413_for_a_long_report_and_a_bomb(tmp_path):
         assert r.status_code == 413 and "FAZHI_MAX_INFLATED_BYTES" in r.json()["error"]["message"]
         assert client.get("/v1/reports").json()["items"] == []  # nothing half-stored
         assert client.get("/healthz").status_code == 200
+
+
+def test_flate_inside_flate_counts_every_layer():
+    inner = zlib.compress(b" " * (200 * 2**20), 9)
+    pdf = pdf_with_stream(b"")
+    nested = pdf.replace(b"/Filter /FlateDecode", b"/Filter [/FlateDecode /FlateDecode]")
+    stream = zlib.compress(inner, 9)
+    start = nested.index(b"stream\n") + len(b"stream\n")
+    nested = nested[:start] + stream + nested[nested.index(b"\nendstream"):]
+    assert len(nested) < 20_000
+    with pytest.raises(LimitError, match="FAZHI_MAX_INFLATED_BYTES"):
+        read_bytes(nested, ".pdf", "nested.pdf")
+
+
+def test_a_huge_scanned_page_is_refused_before_rendering():
+    from fazhi.settings import Settings
+
+    page = pdf_with_stream(b"").replace(b"/MediaBox [0 0 612 792]", b"/MediaBox [0 0 14400 14400]")
+    with pytest.raises(LimitError, match="pixels"):
+        read_bytes(page, ".pdf", "huge.pdf", Settings(ocr="force"))
+
+
+def test_broken_utf16_is_a_clear_error():
+    from fazhi.errors import FazhiError
+
+    with pytest.raises(FazhiError, match="broken UTF-16"):
+        read_bytes(b"\xff\xfe\x00\xd8A\x00", ".txt", "u16.txt")
