@@ -241,13 +241,13 @@ def _side(report: dict) -> Side:
     return Side(report["title"], report["region"], report["year"], Digest.from_dict(report["digest"]))
 
 
-def _compare(old: Side, new: Side, settings: Settings, state) -> Comparison:
+def _embedder(settings: Settings, state) -> Embedder:
     """On the model thread: the sentence encoder is loaded there once, on first use, like the classifier."""
     if getattr(state, "embedder", None) is None:
         if not (settings.embedder / "config.json").is_file():  # the server's set-up, not the request, is wrong
             raise HTTPException(503, f"no sentence encoder at {settings.embedder} (FAZHI_EMBEDDER); run `make setup`")
         state.embedder = Embedder(settings.embedder)
-    return compare(old, new, state.embedder.encode, load_taxonomy().names())
+    return state.embedder
 
 
 @router.get("/v1/compare", tags=["reports"], response_model=Comparison, dependencies=[Depends(read_access)],
@@ -256,7 +256,12 @@ async def compare_reports(request: Request, store: Store, batcher: ModelBatcher,
                           old: str = Query(..., max_length=64, description="id of the earlier report"),
                           new: str = Query(..., max_length=64, description="id of the later report")) -> Comparison:
     sides = [_side(await _stored(store, report_id)) for report_id in (old, new)]
-    return await batcher.run(_compare, *sides, settings, request.app.state)
+    embedder = await batcher.run(_embedder, settings, request.app.state)
+
+    def embed(texts):  # only the encoder runs on the model thread; matching figures is the thread pool's work
+        return batcher.executor.submit(embedder.encode, texts).result()
+
+    return await run_in_threadpool(compare, *sides, embed, load_taxonomy().names())
 
 
 # --- corrections ------------------------------------------------------------------------------------------------
@@ -279,7 +284,9 @@ async def correct_label(store: Store, batcher: ModelBatcher, key: ApiKey, body: 
 
 
 @router.get("/v1/corrections", tags=["paragraphs"], response_model=s.CorrectionList,
-            dependencies=[Depends(read_access)], responses=_ERRORS, summary="Every reviewer's correction, oldest first")
-async def list_corrections(store: Store) -> s.CorrectionList:
-    items = await run_in_threadpool(store.corrections)
-    return s.CorrectionList(items=items, count=len(items))
+            dependencies=[Depends(read_access)], responses=_ERRORS,
+            summary="Reviewers' corrections, oldest first (count: all of them, items: the first `limit`)")
+async def list_corrections(store: Store, report_id: str | None = Query(None, max_length=64),
+                           limit: int = Query(500, ge=1, le=5000)) -> s.CorrectionList:
+    items = await run_in_threadpool(store.corrections, report_id)
+    return s.CorrectionList(items=items[:limit], count=len(items))

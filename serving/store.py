@@ -127,8 +127,8 @@ class ReportStore(Protocol):
         """Record a reviewer's labels (``category`` and/or ``shortcoming``) for a paragraph; the
         paragraph as it now reads, or None when there is no such paragraph."""
 
-    def corrections(self) -> list[dict]:
-        """Every correction, oldest first (report, paragraph, field, old, new, reviewer, time)."""
+    def corrections(self, report_id: str | None = None) -> list[dict]:
+        """Every correction (of one report), oldest first (report, paragraph, field, old, new, reviewer, time)."""
 
     def overview(self) -> list[dict]:
         """Per stored report: region, year, title, and per category its body paragraphs and shortcomings."""
@@ -316,10 +316,11 @@ class SQLiteStore:
             db.execute("COMMIT")
         return {"report_id": report_id, **self._paragraph(row, fixes)}
 
-    def corrections(self) -> list[dict]:
+    def corrections(self, report_id: str | None = None) -> list[dict]:
+        where, args = ("WHERE report_id = ?", (report_id,)) if report_id else ("", ())
         with self._connect() as db:
             return [dict(r) for r in db.execute("SELECT report_id, paragraph_id, field, old, new, reviewer, created_at "
-                                                "FROM corrections ORDER BY rowid")]
+                                                f"FROM corrections {where} ORDER BY rowid", args)]
 
     def overview(self) -> list[dict]:
         with self._connect() as db:
