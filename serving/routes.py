@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Literal
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
@@ -114,6 +116,16 @@ async def _report_input(request: Request, settings: Settings) -> tuple[str, s.Re
         raise RequestValidationError(err.errors()) from None
 
 
+ANALYSES = 4  # reports analysed at once; more uploads wait their turn without holding a thread
+
+
+def _analyses(request: Request) -> anyio.CapacityLimiter:
+    state = request.app.state
+    if getattr(state, "analyses", None) is None:
+        state.analyses = anyio.CapacityLimiter(ANALYSES)
+    return state.analyses
+
+
 def _tag(report: s.ReportIn, source: str, analyzer: Analyzer) -> ReportRecord:
     """Parse, tag and digest one report (in a worker thread; the model calls go through the batcher)."""
     analysis = analyzer.analyze(parse_text(report.text), name=source)
@@ -131,7 +143,8 @@ async def post_report(request: Request, store: Store, batcher: ModelBatcher, set
     source, report = await _report_input(request, settings)
     # the analysis runs in a worker thread; its model calls queue as bulk work behind /v1/classify requests
     analyzer = Analyzer(batcher.bulk_classifier(), max_paragraphs=settings.max_report_paragraphs)
-    record = await run_in_threadpool(_tag, report, source, analyzer)
+    # threads of their own: uploads waiting on the model never take the pool's slots from store reads
+    record = await anyio.to_thread.run_sync(_tag, report, source, analyzer, limiter=_analyses(request))
     report_id = await run_in_threadpool(store.add, record)
     return s.ReportOut.model_validate(await run_in_threadpool(store.get, report_id))
 

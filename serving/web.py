@@ -41,6 +41,12 @@ def _context(request: Request, page: str, batcher, **values) -> dict:
             **values}
 
 
+async def _page(name: str, context: dict) -> HTMLResponse:
+    """A rendered template; rendering runs in the thread pool, as a long report's page takes a while."""
+    html = await run_in_threadpool(templates.get_template(name).render, context)
+    return HTMLResponse(html)
+
+
 def _more(request: Request, cursor: str) -> str:
     """The query string of the next page: the same filters, the next cursor."""
     return urlencode({**{k: v for k, v in request.query_params.items() if k != "cursor"}, "cursor": cursor})
@@ -51,7 +57,7 @@ async def reports_page(request: Request, store: Store, batcher: ModelBatcher, re
                        year: str | None = None, q: str | None = None, cursor: str | None = None):
     query = ReportQuery(region=region or None, year=_year(year), q=q or None)
     items, next_cursor = await run_in_threadpool(store.list, 50, cursor, query)
-    return templates.TemplateResponse(request, "reports.html", _context(
+    return await _page("reports.html", _context(
         request, "reports", batcher, reports=items, query=query, next_cursor=next_cursor,
         more=_more(request, next_cursor) if next_cursor else "", accept=",".join(SUPPORTED)))
 
@@ -66,7 +72,7 @@ async def report_page(request: Request, store: Store, batcher: ModelBatcher, rep
         fix = p["correction"] or {}
         p["shown_category"] = fix.get("category", p["category"])
         p["shown_shortcoming"] = fix.get("shortcoming", p["shortcoming"])
-    return templates.TemplateResponse(request, "report.html", _context(
+    return await _page("report.html", _context(
         request, "reports", batcher, report=report, digest=report["digest"], corrected=corrected))
 
 
@@ -78,7 +84,7 @@ async def search_page(request: Request, store: Store, batcher: ModelBatcher, cat
     query = ParagraphQuery(category=category if category in batcher.clf.labels else None, shortcoming=flag,
                            region=region or None, year=_year(year), q=(q or "").replace("\x00", "") or None)
     items, next_cursor = await run_in_threadpool(store.paragraphs, query, 50, cursor)
-    return templates.TemplateResponse(request, "search.html", _context(
+    return await _page("search.html", _context(
         request, "search", batcher, items=items, query=query, next_cursor=next_cursor,
         more=_more(request, next_cursor) if next_cursor else ""))
 
@@ -91,7 +97,7 @@ async def overview_page(request: Request, store: Store, batcher: ModelBatcher):
         r["missing"] = [c for c in labels if c != default and not r["paragraphs"].get(c)]
     shortcomings = {c: sum(r["shortcomings"].get(c, 0) for r in rows) for c in labels}
     years = any(len({r["year"] for r in rows if r["region"] == region}) > 1 for region in {r["region"] for r in rows})
-    return templates.TemplateResponse(request, "overview.html", _context(
+    return await _page("overview.html", _context(
         request, "overview", batcher, rows=rows, shortcomings=shortcomings, years=years))
 
 
