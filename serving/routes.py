@@ -160,11 +160,16 @@ async def list_reports(store: Store, limit: int = Query(50, ge=1, le=500), curso
     return s.ReportList(items=items, next_cursor=next_cursor)
 
 
+def _no_report(report_id: str) -> HTTPException:
+    """404 for an unknown report id, echoing the id only when it is of a plausible length."""
+    shown = f" {report_id!r}" if len(report_id) <= REPORT_ID_CHARS else ""
+    return HTTPException(404, f"report{shown} not found")
+
+
 async def _stored(store: ReportStore, report_id: str) -> dict:
     report = await run_in_threadpool(store.get, report_id)
     if report is None:
-        shown = f" {report_id!r}" if len(report_id) <= REPORT_ID_CHARS else ""
-        raise HTTPException(404, f"report{shown} not found")
+        raise _no_report(report_id)
     return report
 
 
@@ -217,7 +222,7 @@ async def report_chart(store: Store, batcher: ModelBatcher, report_id: str) -> R
                responses=_ERRORS, response_class=Response, summary="Delete a report and its paragraphs")
 async def delete_report(store: Store, report_id: str) -> Response:
     if not await run_in_threadpool(store.delete, report_id):
-        raise HTTPException(404, f"report {report_id!r} not found")
+        raise _no_report(report_id)
     return Response(status_code=204)
 
 
@@ -228,12 +233,12 @@ async def delete_report(store: Store, report_id: str) -> Response:
 async def paragraphs(store: Store, batcher: ModelBatcher,
                      category: str | None = Query(None, description="A category id, e.g. enforcement"),
                      shortcoming: bool | None = None,
-                     region: str | None = None,
+                     region: str | None = Query(None, max_length=s.REGION_CHARS),
                      year: int | None = Query(None, ge=s.YEAR_MIN, le=s.YEAR_MAX),
                      q: str | None = Query(None, max_length=200, pattern=r"^[^\x00]*$",
                                        description="Text the paragraph contains (no NUL characters)"),
                      kind: Literal["body", "heading", "any"] = "body",
-                     report_id: str | None = None,
+                     report_id: str | None = Query(None, max_length=REPORT_ID_CHARS),
                      limit: int = Query(50, ge=1, le=500),
                      cursor: str | None = Query(None, description="next_cursor of the previous page")) -> s.ParagraphPage:
     labels = batcher.clf.labels
@@ -288,7 +293,7 @@ async def correct_label(store: Store, batcher: ModelBatcher, key: ApiKey, body: 
     if body.category is None and body.shortcoming is None:
         raise HTTPException(422, "body: give a category, a shortcoming flag or both")
     if body.category is not None and body.category not in batcher.clf.labels:
-        raise HTTPException(422, f"category: {body.category!r} is not one of {', '.join(batcher.clf.labels)}")
+        raise HTTPException(422, f"category: {body.category[:40]!r} is not one of {', '.join(batcher.clf.labels)}")
     labels = body.model_dump(exclude_none=True)
     fixed = await run_in_threadpool(store.correct, report_id, paragraph_id, labels, reviewer_of(key))
     if fixed is None:

@@ -113,3 +113,11 @@ def test_bench_api_measures_classify_during_uploads():
     during = result["during_uploads"]
     assert during["reports_uploaded"] >= 1 and during["errors"] == 0 and during["requests"] > 0
     assert result["p99_ratio_during_uploads"] > 0
+
+
+def test_query_bounds_and_unechoed_ids(tmp_path):
+    with TestClient(create_app(Settings(db=tmp_path / "b.db", model="rules", api_keys="k"))) as client:
+        r = client.delete("/v1/reports/" + "b" * 5000, headers=KEY)
+        assert r.status_code == 404 and "b" * 65 not in r.text
+        assert client.get("/v1/paragraphs", params={"region": "区" * 101}).status_code == 422
+        assert client.get("/v1/paragraphs", params={"report_id": "x" * 65}).status_code == 422
