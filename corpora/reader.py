@@ -40,8 +40,12 @@ def read_text(path: str | Path, max_bytes: int | None = None, settings: Settings
     ext = path.suffix.lower()
     if ext not in SUPPORTED:
         raise FazhiError(name, f"unsupported file type {ext or '(none)'}; expected one of {', '.join(SUPPORTED)}")
+    if settings is None:  # read once here, and handed on to read_bytes
+        from fazhi.settings import settings as load
+
+        settings = load()
     size = path.stat().st_size
-    limit = max_bytes if max_bytes is not None else (settings.max_bytes if settings else max_bytes_from_env())
+    limit = max_bytes if max_bytes is not None else settings.max_bytes
     if size > limit:
         raise LimitError(name, f"file is {size} bytes, over the limit of {limit} bytes (FAZHI_MAX_BYTES)")
     if size == 0:

@@ -70,6 +70,26 @@ def emit_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
+def write_output(text: str, out: Path | None) -> None:
+    """``text`` to the file ``out`` (its folder made), or to stdout without one."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out}", err=True)
+    else:
+        sys.stdout.write(text)
+
+
+def write_md_chart(png: bytes, chart: Path | None, out: Path | None, source: Path, suffix: str) -> str:
+    """Write the PNG a Markdown page shows, at ``chart`` or beside ``out`` (else SOURCE-stem+suffix in
+    the current directory); return how the page refers to it (a bare name when they share a folder)."""
+    chart = chart or (out.with_name(out.stem + suffix) if out else Path(source.stem + suffix))
+    chart.parent.mkdir(parents=True, exist_ok=True)
+    chart.write_bytes(png)
+    typer.echo(f"wrote {chart}", err=True)
+    return chart.name if out and chart.parent.resolve() == out.parent.resolve() else str(chart)
+
+
 @app.command()
 @user_errors
 def parse(
@@ -357,7 +377,7 @@ def summarize(
     """Digest a report: summary, coverage, admitted shortcomings, claimed figures and highlights."""
     from fazhi.analysis import Analyzer
     from fazhi.corpora.taxonomy import load_taxonomy
-    from fazhi.render import digest_html, digest_markdown, write_chart
+    from fazhi.render import coverage_chart, digest_html, digest_markdown
 
     check_choice("--format", format, ("md", "json", "html"))
     analysis = Analyzer(model, summary_chars=length, reading=reading(ocr)).analyze(file)
@@ -368,17 +388,9 @@ def summarize(
     elif format == "html":
         text = digest_html(digest, names, title)
     else:
-        chart = chart or (out.with_name(out.stem + ".coverage.png") if out else Path(file.stem + ".coverage.png"))
-        write_chart(digest, names, chart)
-        typer.echo(f"wrote {chart}", err=True)
-        shown = chart.name if out and chart.parent.resolve() == out.parent.resolve() else str(chart)
-        text = digest_markdown(digest, names, title, shown)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {out}", err=True)
-    else:
-        sys.stdout.write(text)
+        text = digest_markdown(digest, names, title,
+                               write_md_chart(coverage_chart(digest, names), chart, out, file, ".coverage.png"))
+    write_output(text, out)
 
 
 @app.command()
@@ -403,8 +415,7 @@ def compare(
 
     check_choice("--format", format, ("md", "json", "html"))
     analyses = list(Analyzer(model, reading=reading(ocr)).pipe([old, new]))
-    sides = [Side(a.document.meta.get("title"), a.document.meta.get("region"), a.document.meta.get("year"), a.digest)
-             for a in analyses]
+    sides = [Side.of(a.document.meta, a.digest) for a in analyses]
     names = load_taxonomy().names()
     result = run(*sides, Embedder(settings().embedder).encode, names)
     if format == "json":
@@ -412,18 +423,9 @@ def compare(
     elif format == "html":
         text = comparison_html(result, names)
     else:
-        chart = chart or (out.with_name(out.stem + ".compare.png") if out else Path(new.stem + ".compare.png"))
-        chart.parent.mkdir(parents=True, exist_ok=True)
-        chart.write_bytes(comparison_chart(result, names))
-        typer.echo(f"wrote {chart}", err=True)
-        shown = chart.name if out and chart.parent.resolve() == out.parent.resolve() else str(chart)
-        text = comparison_markdown(result, names, shown)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {out}", err=True)
-    else:
-        sys.stdout.write(text)
+        text = comparison_markdown(result, names,
+                                   write_md_chart(comparison_chart(result, names), chart, out, new, ".compare.png"))
+    write_output(text, out)
 
 
 @app.command()

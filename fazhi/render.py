@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-from pathlib import Path
 
 from fazhi.plotting import use_cjk_font
 from fazhi.models.compare import Comparison
@@ -135,13 +134,6 @@ def tagged_markdown(paragraphs: list[dict]) -> str:
         text = p["text"] if len(p["text"]) <= 60 else p["text"][:60] + "…"
         lines.append(f"{indent}[{p['category']} {p['scores'][p['category']]:.2f}{flag}] {text}")
     return "\n".join(lines) + "\n"
-
-
-def write_chart(digest: Digest, names: dict[str, str], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(coverage_chart(digest, names))
-    return path
 
 
 _STATUS = {"recurring": "再次出现", "new": "新出现", "no_longer_mentioned": "不再提及"}

@@ -38,6 +38,11 @@ class Side:
     year: int | None
     digest: Digest
 
+    @classmethod
+    def of(cls, about: dict, digest: Digest) -> "Side":
+        """From a dict with ``title``, ``region`` and ``year`` (a document's meta, a stored report)."""
+        return cls(about.get("title"), about.get("region"), about.get("year"), digest)
+
 
 @dataclass
 class ShortcomingChange:

@@ -256,7 +256,7 @@ async def paragraphs(store: Store, batcher: ModelBatcher,
 def _side(report: dict) -> Side:
     if not report["digest"]:
         raise HTTPException(422, f"report {report['id']!r} has no digest to compare")
-    return Side(report["title"], report["region"], report["year"], Digest.from_dict(report["digest"]))
+    return Side.of(report, Digest.from_dict(report["digest"]))
 
 
 def _embedder(settings: Settings, state) -> Embedder:

@@ -33,7 +33,7 @@ def embed():
 
 def side(path) -> Side:
     a = Analyzer("rules").analyze(path)
-    return Side(a.document.meta.get("title"), a.document.meta.get("region"), a.document.meta.get("year"), a.digest)
+    return Side.of(a.document.meta, a.digest)
 
 
 def test_shortcoming_matching_precision_and_recall_on_the_pair_set(embed):

@@ -68,7 +68,11 @@ def render_pages(text: str, dpi: int = DPI):
 
 def scan_pdf(text: str, path: str | Path, dpi: int = DPI) -> Path:
     """An image-only PDF of ``text`` (no text layer), like a scanned report."""
-    pages = render_pages(text, dpi)
+    return save_pdf(render_pages(text, dpi), path, dpi)
+
+
+def save_pdf(pages, path: str | Path, dpi: int = DPI) -> Path:
+    """Page images (PIL) as one image-only PDF."""
     pages[0].save(path, save_all=True, append_images=pages[1:], resolution=dpi)
     return Path(path)
 
@@ -113,7 +117,8 @@ def run_ocr_bench(reports: Sequence[Path], work: Path, model: str | None = "rule
     rows, pages_total, seconds_total = [], 0, 0.0
     for report in reports:
         text = read_text(report)
-        pdf = scan_pdf(text, work / (report.stem + ".scan.pdf"))
+        pages = render_pages(text)
+        pdf = save_pdf(pages, work / (report.stem + ".scan.pdf"))
         start = time.perf_counter()
         ocr_text = read_text(pdf)
         seconds = time.perf_counter() - start
@@ -125,7 +130,7 @@ def run_ocr_bench(reports: Sequence[Path], work: Path, model: str | None = "rule
         # a paragraph OCR lost counts as a disagreement
         same = sum(i in pairs and (a[i].category, a[i].shortcoming) == (b[pairs[i]].category, b[pairs[i]].shortcoming)
                    for i in range(len(a)))
-        n_pages = len(render_pages(text))
+        n_pages = len(pages)
         rows.append({"report": report.name, "pages": n_pages, "seconds": round(seconds, 2),
                      "char_accuracy": round(1 - cer("\n".join(p.text for p in truth.paragraphs),
                                                     "\n".join(p.text for p in got.paragraphs)), 4),
