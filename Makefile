@@ -35,6 +35,10 @@ $(STAMP): pyproject.toml Makefile
 	# Debian's chromium for the browser test of the web pages (Playwright drives it; it downloads no browser)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	  || echo "warning: chromium not installed; the browser test (tests/test_web.py) will fail"
+	# Debian's PostgreSQL server: the API tests run on it as well as on SQLite (they start their own)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
+	  || echo "warning: postgresql not installed; the PostgreSQL tests will be skipped"
 	touch $(STAMP)
 
 build/e5-base/config.json: $(STAMP)

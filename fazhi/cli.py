@@ -157,14 +157,14 @@ def corpus_synth(
 @corpus_app.command("export-corrections")
 @user_errors
 def corpus_export_corrections(
-    db: Path = typer.Option(..., "--db", help="The server's SQLite file"),
+    db: str = typer.Option(..., "--db", help="The server's database: SQLite file or postgresql:// URL"),
     out: Path = typer.Option(..., "--out", help="Directory for the gold-format files"),
 ) -> None:
     """Write every report a reviewer corrected as a gold-format file, for `fazhi corpus build`."""
     from fazhi.serving.corrections import export_corrections
-    from fazhi.serving.store import open_store
+    from fazhi.serving.database import open_store
 
-    if not db.is_file():
+    if "://" not in db and not Path(db).is_file():
         fail(f"{db}: no such database")
     files, changed = export_corrections(open_store(db), out)
     typer.echo(f"wrote {len(files)} reports to {out}: {changed} labels corrected", err=True)
@@ -433,7 +433,8 @@ def compare(
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on"),
     port: int = typer.Option(8000, help="TCP port"),
-    db: Optional[Path] = typer.Option(None, help="SQLite file (default $FAZHI_DB or ./fazhi.db)"),
+    db: Optional[str] = typer.Option(None, help="SQLite file or postgresql://user@host/db URL "
+                                                "(default $FAZHI_DB or ./fazhi.db)"),
     model: Optional[str] = typer.Option(None, help="rules, tfidf, or a model directory (default: release model)"),
     key_file: Optional[Path] = typer.Option(None, help="File of API key hashes, see `fazhi api-key new` "
                                                        "(default $FAZHI_API_KEY_FILE)"),
@@ -451,13 +452,13 @@ def serve(
     import uvicorn
 
     from fazhi.serving.app import create_app
-    from fazhi.serving.store import open_store
+    from fazhi.serving.database import open_store
     from fazhi.settings import settings as load_settings
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = load_settings(db=db, model=model, api_key_file=key_file, batching=batching,
                              protect_reads=protect_reads)
-    open_store(settings.db, settings.db_busy_timeout)  # a bad --db fails here, in one line, before the model loads
+    open_store(settings.db, settings.db_busy_timeout).close()  # a bad --db fails here, in one line, before the model loads
     if not settings.api_key_file and not settings.api_keys.get_secret_value():
         typer.echo("fazhi: warning: no API keys configured; write endpoints will answer 401", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")

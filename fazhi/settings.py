@@ -8,10 +8,11 @@ variable (``FAZHI_MAX_BYTES: expected an integer, got 'x'``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fazhi.errors import FazhiError
@@ -33,7 +34,7 @@ class Settings(BaseSettings):
                                                                           "exported), onnx or torch")
     embedder: Path = Field(Path("build") / "e5-base", description="E5 sentence encoder of `fazhi compare`")
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads (`-`: every core)")
-    db: Path = Field(Path("fazhi.db"), description="SQLite file of stored reports")
+    db: str = Field("fazhi.db", description="stored reports: SQLite file or `postgresql://user@host/db`")
     db_busy_timeout: float = Field(5.0, gt=0, description="seconds a write waits for another writer, then 503")
     api_keys: SecretStr = Field(SecretStr(""), description="API keys, comma-separated")
     api_key_file: Path | None = Field(None, description="file of key hashes (`fazhi api-key new`)")
@@ -55,6 +56,12 @@ class Settings(BaseSettings):
         if self.model == "rules":
             return None
         return TFIDF_MODEL if self.model == "tfidf" else Path(self.model)
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _path_or_url(cls, value):
+        # a path object stands for its file; a URL stays text (Path("postgresql://h/db") would lose a slash)
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def settings(**overrides) -> Settings:

@@ -21,6 +21,7 @@ from starlette.routing import Match
 from fazhi.errors import FazhiError, LimitError
 from fazhi.serving.auth import load_key_hashes
 from fazhi.serving.limits import REQUEST_ID, BodyLimit
+from fazhi.serving.postgres import redact
 from fazhi.serving.store import StoreBusy
 from fazhi.settings import Settings
 from fazhi.settings import settings as load_settings
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from fazhi.serving.batching import Batcher
     from fazhi.serving import web
     from fazhi.serving.routes import router
-    from fazhi.serving.store import open_store
+    from fazhi.serving.database import open_store
 
     settings = settings or load_settings()
     # a bad key file fails here, before serving
@@ -61,10 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = open_store(settings.db, settings.db_busy_timeout)
         app.state.batcher = Batcher(clf, MAX_BATCH, MAX_WAIT_MS, settings.batching)
         await app.state.batcher.start()
-        log.info(json.dumps({"event": "ready", "model": clf.name, "db": str(settings.db),
+        log.info(json.dumps({"event": "ready", "model": clf.name, "db": redact(str(settings.db)),
                              "batching": settings.batching, "api_keys": len(key_hashes)}))
         yield
         await app.state.batcher.stop()
+        app.state.store.close()
 
     app = FastAPI(title="fazhi", version="1.0",
                   description="Tag, digest, store and search Chinese rule-of-law government reports.",

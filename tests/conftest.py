@@ -116,3 +116,85 @@ def tiny_tfidf(corpus, tmp_path_factory):
     rows = corpus["train"]
     model = TfidfClassifier().fit(rows["text"], rows["category"], rows["shortcoming"], rows["heading_path"])
     return model.save(tmp_path_factory.mktemp("tfidf") / "t")
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL server on a free loopback port, from the Debian binaries that `make
+    setup` installs; as root it runs as the ``postgres`` user (initdb refuses root)."""
+
+    def __init__(self) -> None:
+        import getpass
+        import glob
+        import shutil
+        import socket
+        import subprocess
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or \
+            [p for p in [shutil.which("initdb")] if p]
+        if not found:
+            pytest.skip("PostgreSQL server binaries not found: install Debian's postgresql (make setup does)")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            pytest.skip("psycopg not installed: pip install -e '.[dev]' (make setup does)")
+        self.bin = Path(found[-1]).parent
+        self.as_user = []
+        if getpass.getuser() == "root":
+            if subprocess.run(["id", "postgres"], capture_output=True).returncode:
+                pytest.skip("running as root and no postgres user to run the server as (Debian's package makes one)")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.data = Path(tempfile.mkdtemp(prefix="fazhi-pg-"))
+        if self.as_user:
+            shutil.chown(self.data, "postgres")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._run("initdb", "-D", str(self.data / "db"), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                  "--locale=C.UTF-8")
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.data} "
+                   "-c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self._run("pg_ctl", "-D", str(self.data / "db"), "-o", options, "-l", str(self.data / "log"), "-w", "start")
+        self.databases = 0
+
+    def _run(self, tool: str, *args: str) -> None:
+        import subprocess
+
+        done = subprocess.run([*self.as_user, str(self.bin / tool), *args], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{tool} failed: {done.stderr.strip() or done.stdout.strip()}")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def database(self) -> str:
+        """A new empty database; its URL."""
+        import psycopg
+
+        self.databases += 1
+        name = f"fazhi_test_{self.databases}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def stop(self) -> None:
+        import shutil
+
+        self._run("pg_ctl", "-D", str(self.data / "db"), "-m", "immediate", "stop")
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the session (skipped, with the reason, where none can run)."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """The URL of a new empty database, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "api.db")
+    return request.getfixturevalue("postgres").database()

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
+import sys
 import time
 
 import httpx
@@ -20,7 +20,7 @@ from fazhi.serving import routes
 from fazhi.serving.app import create_app
 from fazhi.serving.auth import hash_key, load_key_hashes, new_key
 from fazhi.serving.batching import Batcher
-from fazhi.serving.store import MIGRATIONS, ReportRecord, SQLiteStore, encode_cursor, open_store
+from fazhi.serving.store import SQLStore, encode_cursor
 from fazhi.settings import Settings
 
 KEY = {"X-API-Key": "test-key"}
@@ -34,8 +34,17 @@ def no_fazhi_env(monkeypatch):
         monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def database(db_url, monkeypatch):
+    """Every test here runs once on SQLite and once on a real PostgreSQL server."""
+    monkeypatch.setattr(sys.modules[__name__], "DB_URL", db_url)
+
+
+DB_URL = ""  # the current test's database (the fixture above)
+
+
 def make_settings(tmp_path, **overrides) -> Settings:
-    return Settings(db=tmp_path / "api.db", model="rules", api_keys="test-key,other-key", **overrides)
+    return Settings(db=overrides.pop("db", DB_URL), model="rules", api_keys="test-key,other-key", **overrides)
 
 
 def make_client(tmp_path, **overrides) -> TestClient:
@@ -261,7 +270,7 @@ def test_key_file_is_hashed_and_keys_stay_out_of_logs(tmp_path, caplog):
     assert key not in key_file.read_text() and hash_key(key) in key_file.read_text()
     assert load_key_hashes(key_file) == {hash_key(key)}
     assert load_key_hashes(key_file, " a, ,b ") == {hash_key(key), hash_key("a"), hash_key("b")}
-    settings = Settings(db=tmp_path / "k.db", model="rules", api_key_file=key_file)
+    settings = Settings(db=DB_URL, model="rules", api_key_file=key_file)
     caplog.set_level(logging.INFO, logger="fazhi.access")
     with TestClient(create_app(settings)) as c:
         r = c.post("/v1/reports", json={"text": SAMPLE.read_text(encoding="utf-8")}, headers={"X-API-Key": key})
@@ -270,27 +279,6 @@ def test_key_file_is_hashed_and_keys_stay_out_of_logs(tmp_path, caplog):
     (tmp_path / "bad").write_text("not-a-hash\n")
     with pytest.raises(FazhiError, match="bad:1"):
         load_key_hashes(tmp_path / "bad")
-
-
-def test_store_is_atomic_and_migrated(tmp_path):
-    store = open_store(tmp_path / "s.db")
-    good = {"id": "p1", "kind": "body", "level": 1, "heading_path": [], "text": "文本", "category": "other",
-            "scores": {"other": 1.0}, "shortcoming": False, "shortcoming_score": 0.1}
-    with pytest.raises(sqlite3.IntegrityError):
-        store.add(ReportRecord(meta={}, paragraphs=[good, {**good, "id": "p2", "text": None}], model="rules", id="r1"))
-    assert store.get("r1") is None and store.list(10)[0] == []
-    store.add(ReportRecord(meta={}, paragraphs=[good], model="rules", id="r2"))
-    again = open_store(f"sqlite:///{tmp_path / 's.db'}")  # re-opening migrates nothing and keeps data
-    assert again.get("r2")["paragraphs"][0]["text"] == "文本"
-    db = sqlite3.connect(tmp_path / "s.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
-    db.close()
-    with pytest.raises(FazhiError, match="newer"):
-        open_store(tmp_path / "s.db")
-    with pytest.raises(FazhiError, match="unsupported database URL"):
-        open_store("postgresql://localhost/fazhi")
 
 
 def test_batcher_merges_concurrent_requests():
@@ -355,9 +343,9 @@ def _slow(monkeypatch, owner, name: str, seconds: float = 0.8) -> dict[str, floa
 
 
 @pytest.mark.parametrize("owner, name, method, url, kwargs", [
-    (SQLiteStore, "list", "GET", "/v1/reports", {}),
-    (SQLiteStore, "paragraphs", "GET", "/v1/paragraphs", {}),
-    (SQLiteStore, "add", "POST", "/v1/reports", {"json": {"text": SAMPLE.read_text(encoding="utf-8")}, "headers": KEY}),
+    (SQLStore, "list", "GET", "/v1/reports", {}),
+    (SQLStore, "paragraphs", "GET", "/v1/paragraphs", {}),
+    (SQLStore, "add", "POST", "/v1/reports", {"json": {"text": SAMPLE.read_text(encoding="utf-8")}, "headers": KEY}),
     (routes, "read_bytes", "POST", "/v1/reports", {"files": {"file": ("r.txt", SAMPLE.read_bytes())}, "headers": KEY}),
 ], ids=["store.list", "store.paragraphs", "store.add", "read_bytes"])
 def test_blocking_work_leaves_the_event_loop_free(tmp_path, monkeypatch, owner, name, method, url, kwargs):

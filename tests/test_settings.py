@@ -91,7 +91,7 @@ def test_serve_flags_override_the_environment(env, served, tmp_path):
     result, settings = served("--model", "rules", "--db", str(tmp_path / "s.db"), "--key-file", str(key_file),
                               "--batching", "--protect-reads")
     assert result.exit_code == 0, result.output
-    assert settings.api_key_file == key_file and settings.db == tmp_path / "s.db" and settings.model == "rules"
+    assert settings.api_key_file == key_file and settings.db == str(tmp_path / "s.db") and settings.model == "rules"
     assert settings.batching is True and settings.protect_reads is True
     assert "no API keys configured" not in result.output
 
