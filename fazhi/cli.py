@@ -362,6 +362,55 @@ def tag(
     sys.stdout.write(tagged_markdown(paragraphs))
 
 
+@app.command("tag-many")
+@user_errors
+def tag_many(
+    inputs: str = typer.Argument(..., help="A folder of reports (every supported file below it) or a glob pattern"),
+    out: Path = typer.Option(..., "--out", help="Output folder: reports, paragraphs and summary.json"),
+    model: ModelName = "bert",
+    format: str = typer.Option("parquet", "--format", "-f", help="parquet or jsonl"),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (Ray Data)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Ray workers, one core each (default: every core)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (host:port or "
+                                              "auto); default: a local Ray instance started for the batch"),
+    ocr: OcrMode = None,
+) -> None:
+    """Tag many reports: one row per paragraph and one per report; a bad file is reported, never stops the batch."""
+    from fazhi.batch import tag_many as run
+
+    if ocr is not None:
+        check_choice("--ocr", ocr, ("auto", "force", "off"))
+    summary = run(inputs, out, model=model, fmt=format, engine=engine, workers=workers, ray_address=ray_address,
+                  ocr=ocr)
+    typer.echo(summary.line(), err=True)
+
+
+store_app = typer.Typer(no_args_is_help=True, help="The server's database.")
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("import")
+@user_errors
+def store_import(
+    out: Path = typer.Argument(..., help="A `fazhi tag-many` output folder"),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLite file or postgresql:// URL (default $FAZHI_DB or "
+                                                        "./fazhi.db)"),
+) -> None:
+    """Load a `fazhi tag-many` batch into the store; reports already stored are skipped."""
+    from fazhi.serving.database import open_store
+    from fazhi.serving.imports import import_batch
+    from fazhi.settings import settings as load_settings
+
+    config = load_settings(db=db)
+    store = open_store(config.db, config.db_busy_timeout)
+    try:
+        stored, skipped = import_batch(store, out)
+    finally:
+        store.close()
+    typer.echo(f"stored {stored} reports in {config.db if '://' not in config.db else 'the database'}; "
+               f"{skipped} already there", err=True)
+
+
 @app.command()
 @user_errors
 def summarize(

@@ -197,8 +197,9 @@ def build_digest(doc: Document, preds: Sequence[Prediction], clf: Classifier, ta
         vectors = normalize(TfidfVectorizer(analyzer="char", ngram_range=(1, 2)).fit_transform(
             [s.text for s in sentences])).tocsr()
         rank = _centrality(vectors)
-        # categories in order of how much of the report they fill
-        for cat in sorted({s.category for s in sentences}, key=lambda c: -cover[c]):
+        # categories in order of how much of the report they fill, ties in the label scheme's order (a
+        # set's order changes from one process to the next, and the summary with it)
+        for cat in sorted({s.category for s in sentences}, key=lambda c: (-cover[c], labels.index(c))):
             idx = [i for i, s in enumerate(sentences) if s.category == cat]
             chosen = _pick(idx, rank, vectors, HIGHLIGHTS_PER_CATEGORY)
             highlights[cat] = [sentences[i].text for i in chosen]
