@@ -11,7 +11,7 @@ CORPORA    := $(SHARED)/corpora/lawrefbook_laws $(SHARED)/corpora/waystowork_adm
               $(SHARED)/corpora/provincial_gwr_2025 $(SHARED)/corpora/provincial_gwr_2026 $(SHARED)/corpora/gov_work_reports_national
 SOURCES    := corpora/synthetic/reports $(CORPORA)
 
-.PHONY: setup test demo serve bench bench-api release-model lint clean
+.PHONY: setup test demo serve bench bench-api bench-batch release-model lint clean
 
 ANNOTATED  := $(SHARED)/corpora/annotated
 # silver sources plus the human-labelled pages of annotated/train; annotated/dev is the
@@ -84,6 +84,10 @@ bench: setup
 # /v1/classify under 16 concurrent clients, batching on versus off
 bench-api: setup
 	$(BIN)/fazhi bench-api
+
+# fazhi tag-many over 48 reports: local engine versus Ray Data with 1 and 2 workers
+bench-batch: setup
+	$(BIN)/fazhi bench-batch
 
 # rebuild the release adapter from the data in ../shared (about 25 minutes on 2 CPU cores, a minute on a GPU):
 # trained on the human labels of annotated/train, selected and calibrated on annotated/dev

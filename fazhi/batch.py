@@ -242,3 +242,26 @@ def read_batch(out: str | Path) -> Iterable[tuple[dict, list[dict]]]:
         by_report.setdefault(p["report"], []).append(p)
     for report in read_rows(out / f"reports.{fmt}"):
         yield report, sorted(by_report.get(report["report"], []), key=lambda p: p["position"])
+
+
+BENCH_RUNS = (("local", 1), ("ray", 1), ("ray", 2))  # engine, workers
+
+
+def bench_batch(folder: str | Path, work: str | Path, model: str | None = None,
+                runs: Sequence[tuple[str, int]] = BENCH_RUNS, progress: bool = True) -> dict:
+    """Time :func:`tag_many` over ``folder`` once per (engine, workers) of ``runs``, in one run on
+    this machine, start-up included (Ray's, and each worker's model load). Returns per run its
+    reports/s and its speed relative to the first run, and whether every run wrote the same rows."""
+    work = Path(work)
+    results, rows = [], []
+    for engine, workers in runs:
+        out = work / f"{engine}-{workers}"
+        summary = tag_many(str(folder), out, model=model, fmt="jsonl", engine=engine, workers=workers,
+                           progress=progress)
+        rows.append([(out / f"{name}.jsonl").read_bytes() for name in ("reports", "paragraphs")])
+        results.append({"engine": engine, "workers": workers, "reports": summary.reports,
+                        "paragraphs": summary.paragraphs, "seconds": summary.seconds,
+                        "reports_per_s": round(summary.reports_per_s, 3)})
+    for r in results:
+        r["speedup"] = round(r["reports_per_s"] / results[0]["reports_per_s"], 2) if results[0]["reports_per_s"] else None
+    return {"runs": results, "identical_rows": all(r == rows[0] for r in rows), "cpus": os.cpu_count()}

@@ -560,6 +560,41 @@ def bench(
         typer.echo(f"  whole report {k:>3}: {r['paragraphs']:>4} paragraphs, {r['ms']:>8} ms")
 
 
+@app.command("bench-batch")
+@user_errors
+def bench_batch(
+    reports: int = typer.Option(48, "--reports", help="Reports in the batch: the shared real ones, then generated "
+                                                     "ones up to this number"),
+    model: ModelName = "bert",
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON"),
+) -> None:
+    """`fazhi tag-many` on the local engine and on Ray with 1 and 2 workers: reports/s, start-up included."""
+    import shutil
+    import tempfile
+
+    from fazhi.batch import bench_batch as run
+    from fazhi.corpora.synthesis import write_reports
+
+    if reports < 1:
+        fail(f"--reports: must be positive, got {reports}")
+    with tempfile.TemporaryDirectory(prefix="fazhi-bench-batch-") as work:
+        folder = Path(work) / "in"
+        folder.mkdir()
+        real = sorted(SHARED_REPORTS.glob("*.txt"))[:reports]
+        for path in real:
+            shutil.copy(path, folder / path.name)
+        write_reports(folder, reports - len(real), seed=11)
+        result = run(folder, Path(work) / "out", model=model)
+    if json_out:
+        emit_json(result)
+        return
+    typer.echo(f"| engine | workers | reports | seconds | reports/s | vs local |\n|---|---|---|---|---|---|")
+    for r in result["runs"]:
+        typer.echo(f"| {r['engine']} | {r['workers']} | {r['reports']} | {r['seconds']:.1f} | {r['reports_per_s']:.2f} "
+                   f"| {r['speedup']:.2f}× |")
+    typer.echo(f"\nsame rows on every engine: {result['identical_rows']}; {result['cpus']} CPU cores")
+
+
 @app.command("bench-api")
 @user_errors
 def bench_api(

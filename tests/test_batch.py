@@ -114,3 +114,15 @@ def test_tag_many_takes_a_glob_and_store_import_rejects_other_folders(tmp_path):
     assert len(read_rows(tmp_path / "out" / "reports.parquet")) == 2
     bad = fazhi("store", "import", str(tmp_path), "--db", str(tmp_path / "s.db"))
     assert bad.returncode == 2 and "not a `fazhi tag-many` output folder" in bad.stderr
+
+
+@pytest.mark.slow
+def test_bench_batch_times_each_run_and_compares_their_rows(folder, tiny_model, tmp_path):
+    from fazhi.batch import bench_batch
+
+    result = bench_batch(folder, tmp_path, model=str(tiny_model[0]), runs=[("local", 1), ("local", 1)],
+                         progress=False)
+    assert result["identical_rows"] is True and [r["reports"] for r in result["runs"]] == [6, 6]
+    assert result["runs"][0]["speedup"] == 1.0 and result["runs"][1]["reports_per_s"] > 0
+    bad = fazhi("bench-batch", "--reports", "0")
+    assert bad.returncode == 2 and "--reports: must be positive" in bad.stderr
