@@ -121,6 +121,15 @@ class BatchSummary:
                 f"{len(self.failures)} failed{failed}")
 
 
+def _absolute(model: str | None) -> str | None:
+    """``model`` with a model directory made absolute, so that workers started elsewhere (another
+    working directory, another node) load the same one."""
+    from fazhi.settings import settings
+
+    path = settings(model=model).model_path()
+    return str(path.resolve()) if path is not None and path.exists() else model
+
+
 def _inputs(files: Sequence[Path], root: Path | None) -> Iterator[tuple[int, str, bytes]]:
     for i, path in enumerate(files):
         name = str(path.relative_to(root)) if root and path.is_relative_to(root) else path.name
@@ -180,6 +189,7 @@ def tag_many(spec: str, out: str | Path, model: str | None = None, fmt: str = "j
         raise FazhiError("--workers", f"must be positive, got {workers}")
     files = find_inputs(spec)
     root = Path(spec) if Path(spec).is_dir() else None
+    model = _absolute(model)
     workers = 1 if engine == "local" else (workers or os.cpu_count() or 1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
