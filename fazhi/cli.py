@@ -250,26 +250,66 @@ def classify(
         sys.stdout.write(json.dumps({"text": text, **pred.to_dict()}, ensure_ascii=False) + "\n")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
-             add_help_option=False)
+# a command whose options are the fields of a dataclass: typer passes every argument through to it
+DATACLASS_COMMAND = {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True,
+                                          "help_option_names": []}, "add_help_option": False}
+
+
+def dataclass_options(cls, ctx: typer.Context, name: str, command: Callable):
+    """The command line of ``fazhi NAME`` parsed into the dataclass ``cls`` by ``HfArgumentParser``
+    (each field a ``--flag``; ``--help`` lists them, a bad flag prints usage and exits 2)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(cls, prog=f"fazhi {name}", description=command.__doc__.split("\n")[0])
+    try:
+        (args,) = parser.parse_args_into_dataclasses(ctx.args, look_for_args_file=False)
+    except SystemExit as stop:  # argparse has printed usage and the one-line error
+        raise typer.Exit(EXIT_BAD_INPUT if stop.code else 0) from None
+    return args
+
+
+@app.command(**DATACLASS_COMMAND)
 @user_errors
 def train(ctx: typer.Context) -> None:
     """Fine-tune a category head and a shortcoming head on a BERT-family encoder (or fit the TF-IDF baseline).
 
     Options (`fazhi train --help` lists them) are the fields of training.train.TrainArgs.
     """
-    from transformers import HfArgumentParser
-
     from fazhi.training.train import TrainArgs, run
 
-    parser = HfArgumentParser(TrainArgs, prog="fazhi train", description=train.__doc__.split("\n")[0])
-    try:
-        (args,) = parser.parse_args_into_dataclasses(ctx.args, look_for_args_file=False)
-    except SystemExit as stop:  # argparse has printed usage and the one-line error
-        raise typer.Exit(EXIT_BAD_INPUT if stop.code else 0) from None
-    summary = run(args)
+    summary = run(dataclass_options(TrainArgs, ctx, "train", train))
     keys = ("train_examples", "best_validation_score", "train_seconds", "train_paragraphs_per_s", "device")
     typer.echo(json.dumps({k: summary[k] for k in keys if k in summary}), err=True)
+
+
+@app.command(**DATACLASS_COMMAND)
+@user_errors
+def pretrain(ctx: typer.Context) -> None:
+    """Continue an encoder's masked-language-model training on unlabeled domain text (domain adaptation).
+
+    Options (`fazhi pretrain --help` lists them) are the fields of training.pretrain.PretrainArgs.
+    """
+    from fazhi.training.pretrain import PretrainArgs, pretrain as run
+
+    summary = run(dataclass_options(PretrainArgs, ctx, "pretrain", pretrain))
+    keys = ("paragraphs", "steps", "train_loss_first", "train_loss_last", "eval_loss_first", "eval_loss_last",
+            "tokens_per_s", "train_seconds")
+    typer.echo(json.dumps({k: summary[k] for k in keys}), err=True)
+
+
+@app.command(**DATACLASS_COMMAND)
+@user_errors
+def distill(ctx: typer.Context) -> None:
+    """Distil a saved model into a student with fewer encoder layers, on the teacher's soft labels.
+
+    Options (`fazhi distill --help` lists them) are the fields of training.distill.DistillArgs.
+    """
+    from fazhi.training.distill import DistillArgs, distill as run
+
+    summary = run(dataclass_options(DistillArgs, ctx, "distill", distill))
+    keys = ("kept_layers", "teacher_inputs", "initial_validation_score", "best_validation_score", "train_seconds",
+            "train_inputs_per_s")
+    typer.echo(json.dumps({k: summary[k] for k in keys}), err=True)
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Base encoders and the release model.")
@@ -556,6 +596,9 @@ def bench(
     typer.echo(f"  speedup {result['speedup']}x, macro-F1 {result['fazhi_macro_f1']} vs {result['pipeline_macro_f1']} "
                f"(delta {result['macro_f1_delta']:+})")
     typer.echo(f"  peak RSS: pipeline {result['pipeline_peak_rss_mb']} MB, fazhi {result['fazhi_peak_rss_mb']} MB")
+    if "teacher" in result:
+        typer.echo(f"  teacher {result['teacher']}: pipeline {result['teacher_pipeline_paragraphs_per_s']} paragraphs/s, "
+                   f"student {result['speedup_vs_teacher']}x on the same runtime")
     for k, r in result["report_ms"].items():
         typer.echo(f"  whole report {k:>3}: {r['paragraphs']:>4} paragraphs, {r['ms']:>8} ms")
 

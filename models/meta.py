@@ -30,6 +30,7 @@ class ModelMeta(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict, description="figures recorded by `fazhi models card`")
     base_model: str | None = None
     adapter: str | None = None
+    teacher: str | None = Field(None, description="the model directory a distilled student learned from")
     training: dict[str, Any] | None = None
 
     @classmethod

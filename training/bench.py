@@ -5,7 +5,10 @@ repeated to ``n`` paragraphs, sent without outline context as the pipeline has n
 pipeline runs at batch size 1 and 32 and its better figure is the baseline. Quality is the
 category macro-F1 of each path on the gold paragraphs, so the speed-up is checked not to
 cost accuracy. Also timed: one whole report (parse + tag + digest) at 1×, 4× and 16× its
-paragraphs, which should grow linearly.
+paragraphs, which should grow linearly. A distilled model (its fazhi.json names a teacher
+that is on disk) also has the pipeline run on its teacher: ``speedup_vs_teacher`` is the
+student's pipeline rate over the teacher's (the same runtime on both, so it is the gain of
+the dropped layers alone), ``fazhi_vs_teacher_pipeline`` the student's default path over it.
 """
 
 from __future__ import annotations
@@ -50,7 +53,6 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
     """All figures of ``fazhi bench`` as one dict (paragraphs/s, speedup, macro-F1 delta, peaks, report ms)."""
     from sklearn.metrics import f1_score
     from tqdm.auto import tqdm
-    from transformers import pipeline
 
     from fazhi.models.registry import load_classifier
     from fazhi.corpora.gold import load_gold
@@ -94,22 +96,51 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
     import torch
 
     result["torch_threads"] = torch.get_num_threads()
+    pipe = _pipeline_figures(model_dir, base, texts, gold_texts, macro, steps)
+    result.update({f"pipeline_{k}": v for k, v in pipe.items()})
+    steps.close()
+
+    result["speedup"] = round(result["fazhi_paragraphs_per_s"] / result["pipeline_paragraphs_per_s"], 2)
+    result["macro_f1_delta"] = round(result["fazhi_macro_f1"] - result["pipeline_macro_f1"], 4)
+    teacher = distilled_from(model_dir)
+    if teacher is not None:
+        # the same runtime on both sides, so the ratio is what the dropped layers buy
+        figures = _pipeline_figures(teacher, base, texts, gold_texts, macro, None)
+        result["teacher"] = str(teacher)
+        result.update({f"teacher_pipeline_{k}": v for k, v in figures.items()})
+        result["speedup_vs_teacher"] = round(result["pipeline_paragraphs_per_s"] /
+                                             result["teacher_pipeline_paragraphs_per_s"], 2)
+        result["fazhi_vs_teacher_pipeline"] = round(result["fazhi_paragraphs_per_s"] /
+                                                    result["teacher_pipeline_paragraphs_per_s"], 2)
+    return result
+
+
+def distilled_from(model_dir: str | Path) -> Path | None:
+    """The teacher a distilled model's fazhi.json names, where that directory exists (else None)."""
+    from fazhi.models.meta import ModelMeta
+
+    teacher = ModelMeta.read(model_dir).teacher
+    return Path(teacher) if teacher and (Path(teacher) / "config.json").is_file() else None
+
+
+def _pipeline_figures(model_dir: str | Path, base: list[str], texts: list[str], gold_texts: list[str], macro,
+                      steps) -> dict:
+    """``transformers.pipeline`` on ``model_dir``: paragraphs/s of ``texts`` at batch size 1 and 32
+    (and the better of them), category macro-F1 on ``gold_texts`` (``macro`` scores the labels),
+    peak RSS in MB. ``steps`` (a progress bar or None) advances once per figure."""
+    from transformers import pipeline
+
     _reset_peak()
     pipe = pipeline("text-classification", model=str(model_dir), device=-1)
     kw = {"truncation": True, "max_length": 192}
-
+    tick = steps.update if steps is not None else (lambda: None)
     pipe(base[:8], batch_size=8, **kw)  # warm-up
-    result["pipeline_batch1_paragraphs_per_s"] = _rate(lambda t: pipe(t, batch_size=1, **kw), texts)
-    steps.update()
-    result["pipeline_batch32_paragraphs_per_s"] = _rate(lambda t: pipe(t, batch_size=32, **kw), texts)
-    steps.update()
-    result["pipeline_macro_f1"] = round(macro([o["label"] for o in pipe(gold_texts, batch_size=1, **kw)]), 4)
-    result["pipeline_peak_rss_mb"] = _peak_mb()
-    steps.update()
-    steps.close()
-
-    result["pipeline_paragraphs_per_s"] = max(result["pipeline_batch1_paragraphs_per_s"],
-                                              result["pipeline_batch32_paragraphs_per_s"])
-    result["speedup"] = round(result["fazhi_paragraphs_per_s"] / result["pipeline_paragraphs_per_s"], 2)
-    result["macro_f1_delta"] = round(result["fazhi_macro_f1"] - result["pipeline_macro_f1"], 4)
-    return result
+    out = {"batch1_paragraphs_per_s": _rate(lambda t: pipe(t, batch_size=1, **kw), texts)}
+    tick()
+    out["batch32_paragraphs_per_s"] = _rate(lambda t: pipe(t, batch_size=32, **kw), texts)
+    tick()
+    out["macro_f1"] = round(macro([o["label"] for o in pipe(gold_texts, batch_size=1, **kw)]), 4)
+    out["peak_rss_mb"] = _peak_mb()
+    tick()
+    out["paragraphs_per_s"] = max(out["batch1_paragraphs_per_s"], out["batch32_paragraphs_per_s"])
+    return out
