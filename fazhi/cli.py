@@ -439,6 +439,7 @@ def store_import(
     """Load a `fazhi tag-many` batch into the store; reports already stored are skipped."""
     from fazhi.serving.database import open_store
     from fazhi.serving.imports import import_batch
+    from fazhi.serving.postgres import redact
     from fazhi.settings import settings as load_settings
 
     config = load_settings(db=db)
@@ -447,8 +448,7 @@ def store_import(
         stored, skipped = import_batch(store, out)
     finally:
         store.close()
-    typer.echo(f"stored {stored} reports in {config.db if '://' not in config.db else 'the database'}; "
-               f"{skipped} already there", err=True)
+    typer.echo(f"stored {stored} reports in {redact(config.db)}; {skipped} already there", err=True)
 
 
 @app.command()

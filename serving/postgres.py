@@ -51,12 +51,12 @@ class PostgresStore(SQLStore):
         try:
             import psycopg
             from psycopg.rows import dict_row
-            from psycopg_pool import ConnectionPool
+            from psycopg_pool import ConnectionPool, PoolTimeout
         except ImportError:
             raise FazhiError(redact(url), "PostgreSQL needs psycopg: pip install 'fazhi[postgres]'") from None
         self.url = url
         self.busy_timeout = busy_timeout
-        self._errors = psycopg
+        self._errors, self._pool_timeout = psycopg, PoolTimeout
         # a write waits busy_timeout for another writer's row locks, then fails (StoreBusy, 503)
         options = {"autocommit": True, "row_factory": dict_row,
                    "options": f"-c lock_timeout={int(busy_timeout * 1000)}"}
@@ -77,8 +77,6 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _connection(self, write: bool) -> Iterator[_Connection]:
-        from psycopg_pool import PoolTimeout
-
         try:
             with self.pool.connection() as conn:
                 if not write:
@@ -88,7 +86,7 @@ class PostgresStore(SQLStore):
                     yield _Connection(conn)
         except self._errors.errors.LockNotAvailable:
             raise StoreBusy("the database is locked by another writer; retry shortly") from None
-        except PoolTimeout:
+        except self._pool_timeout:
             raise StoreBusy(f"no free database connection within {self.busy_timeout:g} s; retry shortly") from None
         except self._errors.OperationalError as err:
             raise StoreBusy(f"database unavailable: {str(err).strip().splitlines()[0]}") from None

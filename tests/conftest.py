@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
+import glob
 import json
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -70,8 +76,6 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory):
     """A 2-layer BERT with the real Chinese tokenizer and random weights."""
-    import shutil
-
     from transformers import BertConfig, BertModel
 
     out = tmp_path_factory.mktemp("tiny-base")
@@ -98,8 +102,6 @@ def tiny_model(corpus, tiny_base, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_model, tmp_path_factory):
     """The tiny model with its ONNX export (float32 and int8) beside it."""
-    import shutil
-
     from fazhi.training.export import export_onnx
 
     model_dir = tmp_path_factory.mktemp("onnx") / "m"
@@ -123,13 +125,6 @@ class PostgresServer:
     setup` installs; as root it runs as the ``postgres`` user (initdb refuses root)."""
 
     def __init__(self) -> None:
-        import getpass
-        import glob
-        import shutil
-        import socket
-        import subprocess
-        import tempfile
-
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or \
             [p for p in [shutil.which("initdb")] if p]
         if not found:
@@ -158,8 +153,6 @@ class PostgresServer:
         self.databases = 0
 
     def _run(self, tool: str, *args: str) -> None:
-        import subprocess
-
         done = subprocess.run([*self.as_user, str(self.bin / tool), *args], capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"{tool} failed: {done.stderr.strip() or done.stdout.strip()}")
@@ -178,8 +171,6 @@ class PostgresServer:
         return self.url(name)
 
     def stop(self) -> None:
-        import shutil
-
         self._run("pg_ctl", "-D", str(self.data / "db"), "-m", "immediate", "stop")
         shutil.rmtree(self.data, ignore_errors=True)
 
