@@ -44,9 +44,11 @@ $(STAMP): pyproject.toml Makefile
 build/e5-base/config.json: $(STAMP)
 	$(BIN)/fazhi models import-e5 --out build/e5-base
 
-# the release model: LoRA adapter, heads and calibration from git, merged into the base encoder
-$(RELEASE)/config.json: $(STAMP) $(BASE_MODEL)/config.json models/release/adapter_model.safetensors models/release/fazhi.json
-	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --out $(RELEASE)
+# the release model: LoRA adapter, heads, calibration and blend from git, merged into the base encoder; the blend's
+# TF-IDF member is the baseline below, which its weight was fitted with on annotated/dev (`fazhi models blend`)
+$(RELEASE)/config.json: $(STAMP) $(BASE_MODEL)/config.json models/release/adapter_model.safetensors models/release/fazhi.json \
+                        build/tfidf/tfidf.joblib
+	$(BIN)/fazhi models merge --base-model $(BASE_MODEL) --out $(RELEASE) --tfidf build/tfidf
 
 # the fast CPU path: the release model in ONNX, smoothed int8 (the default) and float32, which re-scores inputs near a decision boundary
 $(RELEASE)/onnx/export.json: $(RELEASE)/config.json
@@ -91,13 +93,14 @@ bench-batch: setup
 
 # rebuild the release adapter from the data in ../shared (about 25 minutes on 2 CPU cores, a minute on a GPU):
 # trained on the human labels of annotated/train, selected and calibrated on annotated/dev
-release-model: setup $(BASE_MODEL)/config.json $(MIXED)/dataset_dict.json
+release-model: setup $(BASE_MODEL)/config.json $(MIXED)/dataset_dict.json build/tfidf/tfidf.joblib
 	$(BIN)/fazhi train --data $(MIXED) --out build/train-release $(RELEASE_ARGS)
 	cp build/train-release/adapter/adapter_* build/train-release/adapter/fazhi.json \
 	  build/train-release/adapter/shortcoming_head.safetensors build/train-release/training.json models/release/
 	# the new adapter is newer than the merged model: its merge rule runs again
 	$(MAKE) $(RELEASE)/config.json
 	$(BIN)/fazhi models calibrate --model $(RELEASE) --gold $(ANNOTATED)/dev --adapter models/release
+	$(BIN)/fazhi models blend --model $(RELEASE) --tfidf build/tfidf --gold $(ANNOTATED)/dev --adapter models/release
 	$(MAKE) $(RELEASE)/onnx/export.json
 	for gold in $(ANNOTATED)/dev $(SHARED)/gold/dev; do \
 	  FAZHI_BACKEND=torch $(BIN)/fazhi evaluate --gold $$gold --model $(RELEASE) --bootstrap 1000 > build/release-eval.json && \

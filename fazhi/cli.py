@@ -201,12 +201,17 @@ def evaluate(
     bootstrap: int = typer.Option(0, "--bootstrap", help="Add 95%% intervals from this many resamples of documents"),
     errors: bool = typer.Option(False, "--errors", help="List every wrong line (file, line, block, gold, predicted, "
                                                         "score, text)"),
+    against: Optional[str] = typer.Option(None, "--against", metavar="MODEL",
+                                          help="Also score this model and the difference (paired intervals "
+                                               "with --bootstrap)"),
+    no_blend: bool = typer.Option(False, "--no-blend", help="Score the encoder of a blended --model alone"),
 ) -> None:
     """Score a model on gold files: JSON with `paragraph` and `document` blocks (F1, accuracy, ECE of both heads)."""
     from fazhi.models.registry import load_classifier
     from fazhi.training.evaluate import evaluate as run, write_report
 
-    result = run(load_classifier(model), gold, bootstrap_samples=bootstrap, errors=errors)
+    result = run(load_classifier(model, blend=not no_blend), gold, bootstrap_samples=bootstrap, errors=errors,
+                 against=load_classifier(against) if against else None)
     if report:
         result["report_files"] = [str(p) for p in write_report(result, report)]
     emit_json(result)
@@ -322,11 +327,13 @@ def models_merge(
     base_model: Path = typer.Option(..., "--base-model", help="Base encoder directory"),
     adapter: Optional[Path] = typer.Option(None, help="LoRA adapter directory (default: the release adapter)"),
     out: Path = typer.Option(RELEASE_MODEL, "--out"),
+    tfidf: Optional[Path] = typer.Option(None, "--tfidf", help="The TF-IDF model an adapter's blend was fitted "
+                                                               "with (without it: the encoder alone)"),
 ) -> None:
     """Merge a LoRA adapter and heads into the base encoder: a full Hugging Face model directory."""
     from fazhi.training.release import ADAPTER_DIR, merge_adapter
 
-    typer.echo(f"wrote {merge_adapter(base_model, adapter or ADAPTER_DIR, out)}", err=True)
+    typer.echo(f"wrote {merge_adapter(base_model, adapter or ADAPTER_DIR, out, tfidf)}", err=True)
 
 
 @models_app.command("calibrate")
@@ -340,6 +347,20 @@ def models_calibrate(
     from fazhi.training.calibrate import calibrate
 
     emit_json(calibrate(model, gold, adapter))
+
+
+@models_app.command("blend")
+@user_errors
+def models_blend(
+    model: Path = typer.Option(..., "--model", help="A saved, calibrated BERT model directory"),
+    tfidf: Path = typer.Option(..., "--tfidf", help="The TF-IDF model to blend with (copied into MODEL/tfidf)"),
+    gold: Path = typer.Option(..., "--gold", help="Human-labelled dev gold files (never the training data)"),
+    adapter: list[Path] = typer.Option([], "--adapter", help="Also store the blend in this adapter's fazhi.json"),
+) -> None:
+    """Blend the model's category probabilities with a TF-IDF model's: weight and temperature fitted on gold files."""
+    from fazhi.training.blend import fit_blend
+
+    emit_json(fit_blend(model, tfidf, gold, adapter))
 
 
 @models_app.command("card")

@@ -30,6 +30,8 @@ class ModelMeta(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict, description="figures recorded by `fazhi models card`")
     base_model: str | None = None
     adapter: str | None = None
+    blend: dict[str, float] | None = Field(None, description="Blend fields (weight, temperature) of a model "
+                                           "that blends its categories with the TF-IDF baseline in tfidf/")
     teacher: str | None = Field(None, description="the model directory a distilled student learned from")
     training: dict[str, Any] | None = None
 

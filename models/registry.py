@@ -17,9 +17,11 @@ def model_dir(spec: str | Path | None = None) -> Path | None:
     return settings(model=str(spec)).model_path()
 
 
-def load_classifier(spec: str | Path | None = None, backend: str | None = None) -> Classifier:
+def load_classifier(spec: str | Path | None = None, backend: str | None = None, blend: bool = True) -> Classifier:
     """``rules``, ``tfidf``, or a model directory (default: the release model). BERT models run
-    on ``backend`` (default ``$FAZHI_BACKEND``, ``auto``: ONNX where exported, else torch)."""
+    on ``backend`` (default ``$FAZHI_BACKEND``, ``auto``: ONNX where exported, else torch); one
+    whose fazhi.json holds a blend comes blended with its TF-IDF baseline, unless ``blend`` is
+    False (the encoder alone, as ``transformers.pipeline`` runs it)."""
     path = model_dir(spec)
     if path is None:
         from fazhi.models.rules import RulesClassifier
@@ -35,7 +37,17 @@ def load_classifier(spec: str | Path | None = None, backend: str | None = None) 
     if (path / "config.json").is_file():
         from fazhi.models.bert import BertClassifier
 
-        return BertClassifier.load(path, backend or settings().backend)
+        encoder = BertClassifier.load(path, backend or settings().backend)
+        if not blend or not encoder.meta.blend:
+            return encoder
+        from fazhi.models.blend import BASELINE_DIR, Blend, BlendClassifier
+        from fazhi.models.tfidf import TfidfClassifier
+
+        baseline = path / BASELINE_DIR
+        if not (baseline / "tfidf.joblib").is_file():
+            raise FazhiError(str(path), f"blends its categories with a TF-IDF model but has no {BASELINE_DIR}/"
+                                        "tfidf.joblib (run `make setup`, or `fazhi models blend`)")
+        return BlendClassifier(encoder, TfidfClassifier.load(baseline), Blend(**encoder.meta.blend))
     raise FazhiError(str(path), "not a model directory (no config.json or tfidf.joblib)")
 
 

@@ -54,6 +54,20 @@ class TfidfClassifier:
         self.labels = list(self.category_model.classes_)
         return self
 
+    def category_probabilities(self, texts: Sequence[str], heading_paths: HeadingPaths,
+                               labels: Sequence[str]) -> np.ndarray:
+        """Category probabilities (n, len(labels)) with columns in ``labels``' order; a label
+        the model never saw in training gets 0."""
+        docs = [join_context(t, p) for t, p in zip(texts, check_inputs(texts, heading_paths))]
+        out = np.zeros((len(docs), len(labels)))
+        if docs:
+            probs = self.category_model.predict_proba(docs)
+            column = {label: j for j, label in enumerate(self.labels)}
+            for i, label in enumerate(labels):
+                if label in column:
+                    out[:, i] = probs[:, column[label]]
+        return out
+
     def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None) -> list[Prediction]:
         docs = [join_context(t, p) for t, p in zip(texts, check_inputs(texts, heading_paths))]
         if not docs:

@@ -76,10 +76,24 @@ def test_installed_wheel_works_without_the_checkout(installed, tmp_path):
 def test_installed_wheel_merges_the_release_adapter_it_ships(installed, tmp_path):
     merged = run(installed, "fazhi", "models", "merge", "--base-model", str(BASE_MODEL), "--out", "release", cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr
+    # the shipped adapter blends with TF-IDF; merged without that model it is the encoder alone, and says so
+    assert "the merged model is the encoder alone" in merged.stderr
     tagged = run(installed, "fazhi", "tag", str(SAMPLE), "--format", "json", cwd=tmp_path)  # default: ./build/release-model
     assert tagged.returncode == 2 and "build/release-model" in tagged.stderr
     tagged = run(installed, "fazhi", "tag", str(SAMPLE), "--model", "release", "--format", "json", cwd=tmp_path)
     assert tagged.returncode == 0 and '"category"' in tagged.stdout, tagged.stderr
+    assert not (tmp_path / "release" / "tfidf").exists()
+
+    tfidf = ROOT / "build" / "tfidf"  # the TF-IDF model `make setup` fits, which the shipped blend was fitted with
+    merged = run(installed, "fazhi", "models", "merge", "--base-model", str(BASE_MODEL), "--out", "blended",
+                 "--tfidf", str(tfidf), cwd=tmp_path)
+    assert merged.returncode == 0 and "encoder alone" not in merged.stderr, merged.stderr
+    assert (tmp_path / "blended" / "tfidf" / "tfidf.joblib").is_file()
+    tagged = run(installed, "fazhi", "tag", str(SAMPLE), "--model", "blended", "--format", "json", cwd=tmp_path)
+    assert tagged.returncode == 0 and '"category"' in tagged.stdout, tagged.stderr
+    bad = run(installed, "fazhi", "models", "merge", "--base-model", str(BASE_MODEL), "--out", "bad",
+              "--tfidf", str(tmp_path), cwd=tmp_path)
+    assert bad.returncode == 2 and "no tfidf.joblib" in bad.stderr and not (tmp_path / "bad").exists()
 
 
 def test_readme_lists_every_setting():

@@ -169,6 +169,34 @@ def test_evaluate_lists_exactly_the_wrong_lines_and_bounds_its_figures(tmp_path)
     assert bad.returncode == 2 and "--bootstrap" in bad.stderr
 
 
+def test_a_paired_comparison_gives_the_difference_and_its_interval(tiny_tfidf, tmp_path):
+    from fazhi.training.evaluate import evaluate
+
+    rules, tfidf = load_classifier("rules"), load_classifier(str(tiny_tfidf))
+    same = evaluate(rules, GOLD_DIR, bootstrap_samples=50, against=rules)["against"]
+    for block in ("paragraph", "document"):
+        assert set(same[block]["difference"].values()) == {0.0}
+        assert all(iv == [0.0, 0.0] for iv in same[block]["difference_interval"].values())
+    result = evaluate(rules, GOLD_DIR, bootstrap_samples=200, against=tfidf)
+    alone = evaluate(tfidf, GOLD_DIR)
+    for block in ("paragraph", "document"):
+        theirs = result["against"][block]
+        assert theirs["category_macro_f1"] == alone[block]["category_macro_f1"]
+        diff = theirs["difference"]["category_macro_f1"]
+        assert diff == round(result[block]["category_macro_f1"] - alone[block]["category_macro_f1"], 4)
+        lo, hi = theirs["difference_interval"]["category_macro_f1"]
+        assert lo <= diff <= hi and lo < hi
+    assert "against" not in evaluate(rules, GOLD_DIR)
+
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "fazhi.cli", "evaluate", "--gold", str(GOLD_DIR), "--model", "rules",
+                           "--against", str(tiny_tfidf), "--bootstrap", "20", "--report", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["against"]["model"] == "tfidf"
+    assert "Against `tfidf`" in (out / "report.md").read_text(encoding="utf-8")
+
+
 def test_the_shortcoming_head_never_maxes_over_the_headings():
     import torch
 

@@ -9,6 +9,9 @@ paragraphs, which should grow linearly. A distilled model (its fazhi.json names 
 that is on disk) also has the pipeline run on its teacher: ``speedup_vs_teacher`` is the
 student's pipeline rate over the teacher's (the same runtime on both, so it is the gain of
 the dropped layers alone), ``fazhi_vs_teacher_pipeline`` the student's default path over it.
+A blended model (:mod:`fazhi.models.blend`) also has its encoder timed and scored alone
+(``encoder_*``): ``encoder_macro_f1_delta`` against the pipeline is then the cost of the fast
+runtime alone, ``macro_f1_delta`` that of the fast runtime and the blend together.
 """
 
 from __future__ import annotations
@@ -80,6 +83,10 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
     steps.update()
     result["fazhi_macro_f1"] = round(macro([p.category for p in fast.predict(gold_texts)]), 4)
     result["fazhi_peak_rss_mb"] = _peak_mb()
+    encoder = getattr(fast, "encoder", None)  # a blended model's encoder, which the pipeline runs alone
+    if encoder is not None:
+        result["encoder_paragraphs_per_s"] = _rate(encoder.predict, texts)
+        result["encoder_macro_f1"] = round(macro([p.category for p in encoder.predict(gold_texts)]), 4)
     report_ms = {}
     for k in (1, 4, 16):
         text = "\n".join([read_text(reports[0])] * k)
@@ -102,6 +109,9 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
 
     result["speedup"] = round(result["fazhi_paragraphs_per_s"] / result["pipeline_paragraphs_per_s"], 2)
     result["macro_f1_delta"] = round(result["fazhi_macro_f1"] - result["pipeline_macro_f1"], 4)
+    if encoder is not None:
+        result["encoder_speedup"] = round(result["encoder_paragraphs_per_s"] / result["pipeline_paragraphs_per_s"], 2)
+        result["encoder_macro_f1_delta"] = round(result["encoder_macro_f1"] - result["pipeline_macro_f1"], 4)
     teacher = distilled_from(model_dir)
     if teacher is not None:
         # the same runtime on both sides, so the ratio is what the dropped layers buy

@@ -25,7 +25,8 @@ from fazhi.training.evaluate import ece
 
 
 def dev_inputs(gold_dir: str | Path) -> list[dict]:
-    """One record per (gold body line, block): the model input, labels, document and block."""
+    """One record per (gold body line, block): its text and heading path (``[]`` alone), the
+    encoder's input made of them, labels, document and block."""
     records = []
     for name, rows in load_gold(gold_dir).items():
         doc, paragraphs = align(rows)
@@ -35,9 +36,12 @@ def dev_inputs(gold_dir: str | Path) -> list[dict]:
             if row["kind"] != "body":
                 continue
             base = {"doc": name, "category": row["category"], "shortcoming": bool(row["shortcoming"])}
-            records.append({**base, "block": "paragraph", "input": row["text"]})
+            records.append({**base, "block": "paragraph", "text": row["text"], "heading_path": [],
+                            "input": row["text"]})
             if para is not None:
-                records.append({**base, "block": "document", "input": with_context(para.text, path_of[para.id])})
+                path = path_of[para.id]
+                records.append({**base, "block": "document", "text": para.text, "heading_path": path,
+                                "input": with_context(para.text, path)})
     if not records:
         raise FazhiError(str(gold_dir), "no body lines to calibrate on")
     return records

@@ -94,20 +94,24 @@ def scores(lines: list[dict], tables: bool = True) -> dict:
     return out
 
 
-def bootstrap(lines: list[dict], n: int, seed: int = 13) -> dict[str, list[float]]:
+def bootstrap(lines: list[dict], n: int, seed: int = 13, against: list[dict] | None = None) -> dict[str, list[float]]:
     """95% percentile intervals of the block figures over ``n`` resamples of whole documents
-    (drawn with replacement), so that lines of one report rise and fall together."""
-    by_doc: dict[str, list[dict]] = {}
-    for line in lines:
-        by_doc.setdefault(line["file"], []).append(line)
+    (drawn with replacement), so that lines of one report rise and fall together. With
+    ``against`` (the same lines, in the same order, scored by another model), intervals of the
+    difference ``lines − against`` over the same draws: a paired comparison, far narrower than
+    two separate intervals when both models err on the same hard documents."""
+    by_doc: dict[str, list[int]] = {}
+    for i, line in enumerate(lines):
+        by_doc.setdefault(line["file"], []).append(i)
     docs = list(by_doc)
     rng = random.Random(seed)
     draws = {k: [] for k in INTERVAL_KEYS}
     for _ in range(n):
-        sample = [l for d in rng.choices(docs, k=len(docs)) for l in by_doc[d]]
-        figures = scores(sample, tables=False)
+        drawn = [i for d in rng.choices(docs, k=len(docs)) for i in by_doc[d]]
+        figures = scores([lines[i] for i in drawn], tables=False)
+        other = scores([against[i] for i in drawn], tables=False) if against is not None else None
         for k in INTERVAL_KEYS:
-            draws[k].append(figures[k])
+            draws[k].append(figures[k] - (other[k] if other else 0.0))
     return {k: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)]
             for k, v in draws.items()}
 
@@ -152,19 +156,32 @@ def is_error(line: dict) -> bool:
     return line["category"] != line["gold_category"] or line["shortcoming"] != line["gold_shortcoming"]
 
 
-def evaluate(model: Classifier, gold_dir: str | Path, bootstrap_samples: int = 0, errors: bool = False) -> dict:
+def evaluate(model: Classifier, gold_dir: str | Path, bootstrap_samples: int = 0, errors: bool = False,
+             against: Classifier | None = None) -> dict:
     """Both blocks for ``model`` on every gold file in ``gold_dir``; with ``bootstrap_samples``,
-    95% intervals per block (``interval``); with ``errors``, every wrong line (``errors``)."""
+    95% intervals per block (``interval``); with ``errors``, every wrong line (``errors``); with
+    ``against``, that model's figures and the differences ``model − against`` per block
+    (``against``), with paired intervals when ``bootstrap_samples`` is set."""
     if bootstrap_samples < 0:
         raise FazhiError("--bootstrap", f"expected a number of resamples >= 0, got {bootstrap_samples}")
     gold = load_gold(gold_dir)
     lines, digest = score_lines(model, gold)
+    other = score_lines(against, gold)[0] if against is not None else None
     result = {"model": model.name, "gold": str(gold_dir), "files": len(gold)}
     for block in BLOCKS:
         result[block] = scores(lines[block])
         if bootstrap_samples:
             result[block]["interval"] = bootstrap(lines[block], bootstrap_samples)
             result[block]["bootstrap_samples"] = bootstrap_samples
+    if other is not None:
+        result["against"] = {"model": against.name}
+        for block in BLOCKS:
+            theirs = scores(other[block], tables=False)
+            result["against"][block] = {
+                **{k: theirs[k] for k in INTERVAL_KEYS},
+                "difference": {k: round(result[block][k] - theirs[k], 4) for k in INTERVAL_KEYS},
+                **({"difference_interval": bootstrap(lines[block], bootstrap_samples, against=other[block])}
+                   if bootstrap_samples else {})}
     result["digest"] = digest
     if errors:
         result["errors"] = [{"block": block, **{k: l[k] for k in ("file", "line")},
@@ -207,6 +224,14 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
         lines += [f"| {k} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} |"
                   for k, v in r["per_category"].items()]
         lines.append("")
+        if "against" in result:
+            diff = result["against"][block]
+            span = lambda k: (f" [{diff['difference_interval'][k][0]:+.4f}, {diff['difference_interval'][k][1]:+.4f}]"  # noqa: E731
+                              if "difference_interval" in diff else "")
+            lines += [f"Against `{result['against']['model']}`: category macro-F1 {diff['category_macro_f1']} "
+                      f"(difference {diff['difference']['category_macro_f1']:+.4f}{span('category_macro_f1')}), "
+                      f"shortcoming F1 {diff['shortcoming_f1']} "
+                      f"(difference {diff['difference']['shortcoming_f1']:+.4f}{span('shortcoming_f1')})", ""]
         labels, matrix = r["confusion"]["labels"], r["confusion"]["matrix"]
         fig, ax = plt.subplots(figsize=(7, 6))
         ax.imshow(matrix, cmap="Blues")

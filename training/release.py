@@ -5,6 +5,8 @@ merged into the base encoder at set-up, so the repository never holds full weigh
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ import torch
 from fazhi.errors import FazhiError
 from fazhi.models import RELEASE_ADAPTER
 from fazhi.models.bert import BertClassifier, TorchRuntime, load_shortcoming_head
+from fazhi.models.blend import BASELINE_DIR
 from fazhi.models.meta import META_FILE, SC_HEAD, ModelMeta
 from fazhi.settings import RELEASE_MODEL
 
@@ -50,19 +53,27 @@ def model_card(meta: ModelMeta, base_dir: str) -> "ModelCard":
         metrics_command=f"FAZHI_BACKEND=torch fazhi evaluate --gold GOLD --model {RELEASE_MODEL} --bootstrap 1000, "
                         "GOLD = ../shared/corpora/annotated/dev (metrics annotated_dev_*) and ../shared/gold/dev "
                         "(gold_dev_*)",
-        metrics=meta.metrics, calibration=meta.calibration, date=datetime.date.today().isoformat())
+        metrics=meta.metrics, calibration=meta.calibration, blend=meta.blend,
+        date=datetime.date.today().isoformat())
+    blend = (f" and blends the category probabilities with the TF-IDF model in `tfidf/` ({meta.blend['weight']} "
+             "on this model; `fazhi models blend`)" if meta.blend else "")
     body = ("# fazhi release model\n\nCategory (8 outline areas) and shortcoming classifier for paragraphs of "
             "Chinese rule-of-law government reports. Load the category model with "
             "`AutoModelForSequenceClassification.from_pretrained(dir)` or `pipeline(\"text-classification\", "
             "model=dir)`; `fazhi classify --model dir` also applies the shortcoming head "
-            f"(`{SC_HEAD}`) and the calibration in `fazhi.json`.\n\n"
+            f"(`{SC_HEAD}`) and the calibration in `fazhi.json`{blend}.\n\n"
             f"Best validation score during training: {training.get('best_validation_score')} "
             f"(history: {training.get('history')})\n")
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
-def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, out_dir: str | Path = RELEASE_MODEL) -> Path:
-    """Load ``base_dir`` with the adapter's labels, apply the LoRA adapter, merge, and save a full model."""
+def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, out_dir: str | Path = RELEASE_MODEL,
+                  tfidf_dir: str | Path | None = None) -> Path:
+    """Load ``base_dir`` with the adapter's labels, apply the LoRA adapter, merge, and save a full model.
+
+    An adapter that blends its categories with TF-IDF (:mod:`fazhi.models.blend`) keeps its blend
+    when ``tfidf_dir`` gives the TF-IDF model, copied into the merged model; without it the merged
+    model is the encoder alone, and a notice says so."""
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -72,6 +83,12 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, o
     if not (base_dir / "config.json").is_file():
         raise FazhiError(str(base_dir), "base model directory not found or has no config.json")
     meta = ModelMeta.read(adapter_dir)
+    if tfidf_dir is not None and not (Path(tfidf_dir) / "tfidf.joblib").is_file():
+        raise FazhiError(str(tfidf_dir), "not a TF-IDF model directory (no tfidf.joblib)")
+    if meta.blend and tfidf_dir is None:
+        sys.stderr.write("fazhi: notice: the adapter blends its categories with a TF-IDF model; without --tfidf "
+                         "the merged model is the encoder alone\n")
+        meta = meta.model_copy(update={"blend": None})
     labels = meta.labels or []
     base = AutoModelForSequenceClassification.from_pretrained(
         base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
@@ -82,6 +99,8 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, o
     release = meta.model_copy(update={"name": "fazhi-e5-small-lora", "adapter": str(adapter_dir),
                                       "base_model": str(base_dir), "training": read_training(adapter_dir)})
     out = BertClassifier(TorchRuntime(merged, head), tokenizer, release).save(out_dir)
+    if meta.blend:
+        shutil.copytree(tfidf_dir, out / BASELINE_DIR, dirs_exist_ok=True)
     write_card(out, adapter_dir, str(base_dir))
     return out
 
