@@ -145,8 +145,9 @@ class TorchRuntime:
 
     @torch.inference_mode()
     def logits(self, batches: list[tuple[list[int], dict[str, np.ndarray]]], n: int,
-               k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Category logits (n, k) and shortcoming logits (n, 2) of tokenized batches (positions, arrays)."""
+               k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Category logits (n, k) and shortcoming logits (n, 2) of tokenized batches (positions,
+        arrays); always float32, so ``exact`` changes nothing here."""
         cat, sc = np.zeros((n, k), dtype=np.float32), np.zeros((n, 2), dtype=np.float32)
         for idx, enc in batches:
             t = {key: torch.from_numpy(v) for key, v in enc.items()}
@@ -235,20 +236,35 @@ class BertClassifier:
             batches.append((idx, enc))
         return batches
 
-    def logits(self, inputs: list[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Category logits (n, K) and shortcoming logits (n, 2), in input order.
+    @property
+    def approximate(self) -> bool:
+        """Whether the runtime is int8 with a float32 session beside it (``exact=True`` uses it)."""
+        return getattr(self.runtime, "exact", None) is not None
+
+    def logits(self, inputs: list[str], batch_size: int = 64, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Category logits (n, K) and shortcoming logits (n, 2), in input order; ``exact``: every
+        input on the float32 session of an int8 runtime.
 
         Inputs are sorted by length and each batch is padded only to its longest member,
         so short paragraphs do not pay for long ones.
         """
-        return self.runtime.logits(self.encode_batches(inputs, batch_size), len(inputs), len(self.labels))
+        return self.runtime.logits(self.encode_batches(inputs, batch_size), len(inputs), len(self.labels), exact)
 
-    def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None, batch_size: int = 64) -> list[Prediction]:
+    def probabilities(self, texts: Sequence[str], heading_paths: HeadingPaths = None, batch_size: int = 64,
+                      exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated category probabilities (n, K) in ``labels`` order and shortcoming
+        probabilities (n,) of paragraphs with their heading paths."""
         inputs = [with_context(t, p) for t, p in zip(texts, check_inputs(texts, heading_paths))]
         if not inputs:
+            return np.zeros((0, len(self.labels))), np.zeros(0)
+        return self.calibration.probabilities(*self.logits(inputs, batch_size, exact))
+
+    def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None, batch_size: int = 64) -> list[Prediction]:
+        """One :class:`Prediction` per text (see :class:`~fazhi.models.base.Classifier`)."""
+        if not texts:
+            check_inputs(texts, heading_paths)
             return []
-        cat, sc = self.logits(inputs, batch_size)
-        return predictions(*self.calibration.probabilities(cat, sc), self.labels,
+        return predictions(*self.probabilities(texts, heading_paths, batch_size), self.labels,
                            self.calibration.shortcoming_threshold)
 
 

@@ -13,42 +13,18 @@ input; here one member reads tokens, the other n-grams of the same paragraph.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
 
 from fazhi.models.base import HeadingPaths, Prediction, check_inputs
-from fazhi.models.bert import BertClassifier, predictions, with_context
-from fazhi.models.calibration import softmax
+from fazhi.models.bert import BertClassifier, predictions
+from fazhi.models.calibration import Blend
+from fazhi.models.onnx import RESCORE_MARGIN
 from fazhi.models.tfidf import TfidfClassifier
 
 BASELINE_DIR = "tfidf"  # the baseline's directory inside a blended model's directory
-_FLOOR = 1e-9  # keeps log() finite where both members give a category zero
-
-
-@dataclass(frozen=True)
-class Blend:
-    """``weight`` is the encoder's share of the category probability (1: the encoder alone,
-    0: the baseline alone); the mixture's log-probabilities are divided by ``temperature``."""
-
-    weight: float = 1.0
-    temperature: float = 1.0
-
-    def __post_init__(self):
-        if not 0.0 <= self.weight <= 1.0 or self.temperature <= 0:
-            raise ValueError(f"blend weight must lie in [0, 1] and temperature be > 0, got {self}")
-
-    def to_dict(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in asdict(self).items()}
-
-    def log_mix(self, encoder: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-        """Log of the weighted mean of two (n, K) probability arrays, before the temperature."""
-        return np.log(self.weight * encoder + (1 - self.weight) * baseline + _FLOOR)
-
-    def mix(self, encoder: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-        """Blended category probabilities (n, K), rows summing to 1."""
-        return softmax(self.log_mix(encoder, baseline) / self.temperature)
+__all__ = ["BASELINE_DIR", "Blend", "BlendClassifier"]
 
 
 class BlendClassifier:
@@ -62,6 +38,7 @@ class BlendClassifier:
 
     @property
     def backend(self) -> str:
+        """The encoder's runtime (the baseline always runs in scikit-learn)."""
         return self.encoder.backend
 
     def member_probabilities(self, texts: Sequence[str], heading_paths: HeadingPaths = None
@@ -69,14 +46,26 @@ class BlendClassifier:
         """Encoder category probabilities (n, K), baseline ones (n, K) in the encoder's label
         order, and the encoder's shortcoming probabilities (n,); all calibrated as stored."""
         paths = check_inputs(texts, heading_paths)
-        cat, sc = self.encoder.logits([with_context(t, p) for t, p in zip(texts, paths)])
-        encoder, shortcoming = self.encoder.calibration.probabilities(cat, sc)
+        encoder, shortcoming = self.encoder.probabilities(texts, paths)
         return encoder, self.baseline.category_probabilities(texts, paths, self.labels), shortcoming
 
     def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None) -> list[Prediction]:
+        """One :class:`Prediction` per text (see :class:`~fazhi.models.base.Classifier`).
+
+        On an int8 encoder the runtime re-scores in float32 where the encoder's own top two are
+        close; the blend can be close to a tie where the encoder is sure, so its near-ties are
+        re-scored too. An int8 error of d in an encoder probability moves the mixture by
+        ``weight * d``, hence the margin ``weight * RESCORE_MARGIN``."""
+        paths = check_inputs(texts, heading_paths)
         if not texts:
-            check_inputs(texts, heading_paths)
             return []
-        encoder, baseline, shortcoming = self.member_probabilities(texts, heading_paths)
-        return predictions(self.blend.mix(encoder, baseline), shortcoming, self.labels,
-                           self.encoder.calibration.shortcoming_threshold)
+        encoder, baseline, shortcoming = self.member_probabilities(texts, paths)
+        mixed = self.blend.mix(encoder, baseline)
+        if self.encoder.approximate:
+            top = np.sort(mixed, axis=-1)
+            near = np.flatnonzero(top[:, -1] - top[:, -2] < self.blend.weight * RESCORE_MARGIN)
+            if len(near):
+                encoder[near], shortcoming[near] = self.encoder.probabilities(
+                    [texts[i] for i in near], [paths[i] for i in near], exact=True)
+                mixed[near] = self.blend.mix(encoder[near], baseline[near])
+        return predictions(mixed, shortcoming, self.labels, self.encoder.calibration.shortcoming_threshold)

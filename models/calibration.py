@@ -1,5 +1,7 @@
 """Calibrated scores: one temperature per head and the shortcoming threshold, fitted on a
-human-labelled dev set and stored in the model directory (``fazhi.json`` → ``calibration``).
+human-labelled dev set and stored in the model directory (``fazhi.json`` → ``calibration``);
+and the :class:`Blend` of a model's category probabilities with the TF-IDF baseline's
+(``fazhi.json`` → ``blend``, used by :mod:`fazhi.models.blend`).
 
 A fine-tuned encoder says 0.99 on its wrong answers as on its right ones; dividing its
 logits by a temperature fitted to the dev set's negative log-likelihood makes 0.8 mean
@@ -48,6 +50,34 @@ class Calibration:
         """The threshold as an uncalibrated shortcoming probability (for re-scoring near it)."""
         t = min(max(self.shortcoming_threshold, 1e-6), 1 - 1e-6)
         return float(1 / (1 + np.exp(-self.shortcoming_temperature * np.log(t / (1 - t)))))
+
+
+_FLOOR = 1e-9  # keeps log() finite where both members of a blend give a category zero
+
+
+@dataclass(frozen=True)
+class Blend:
+    """``weight`` is the encoder's share of the category probability (1: the encoder alone,
+    0: the baseline alone); the mixture's log-probabilities are divided by ``temperature``."""
+
+    weight: float = 1.0
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight <= 1.0 or self.temperature <= 0:
+            raise ValueError(f"blend weight must lie in [0, 1] and temperature be > 0, got {self}")
+
+    def to_dict(self) -> dict[str, float]:
+        """The fields rounded to 4 places, as ``fazhi.json`` stores them."""
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
+    def log_mix(self, encoder: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+        """Log of the weighted mean of two (n, K) probability arrays, before the temperature."""
+        return np.log(self.weight * encoder + (1 - self.weight) * baseline + _FLOOR)
+
+    def mix(self, encoder: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+        """Blended category probabilities (n, K), rows summing to 1."""
+        return softmax(self.log_mix(encoder, baseline) / self.temperature)
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fazhi.errors import FazhiError
-from fazhi.models.calibration import Calibration
+from fazhi.models.calibration import Blend, Calibration
 
 META_FILE = "fazhi.json"
 SC_HEAD = "shortcoming_head.safetensors"  # the shortcoming head beside a BERT model's weights
@@ -30,8 +30,8 @@ class ModelMeta(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict, description="figures recorded by `fazhi models card`")
     base_model: str | None = None
     adapter: str | None = None
-    blend: dict[str, float] | None = Field(None, description="Blend fields (weight, temperature) of a model "
-                                           "that blends its categories with the TF-IDF baseline in tfidf/")
+    blend: Blend | None = Field(None, description="weight and temperature of a model that blends its categories "
+                                                  "with the TF-IDF model in its tfidf/")
     teacher: str | None = Field(None, description="the model directory a distilled student learned from")
     training: dict[str, Any] | None = None
 
@@ -43,7 +43,11 @@ class ModelMeta(BaseModel):
             return cls()
         try:
             return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, ValidationError) as err:
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "top level"
+            raise FazhiError(str(path), f"not a valid {META_FILE}: {where}: {first['msg']}") from None
+        except ValueError as err:
             raise FazhiError(str(path), f"not a valid {META_FILE}: {str(err).splitlines()[0]}") from None
 
     def write(self, directory: str | Path) -> Path:

@@ -108,10 +108,15 @@ class OnnxRuntime:
         return cat, sc
 
     def logits(self, batches: list[tuple[list[int], dict[str, np.ndarray]]], n: int,
-               k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Category logits (n, k) and shortcoming logits (n, 2) of tokenized batches (positions, arrays)."""
+               k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Category logits (n, k) and shortcoming logits (n, 2) of tokenized batches (positions,
+        arrays); ``exact``: all on the float32 session where there is one (a caller that knows
+        its own decision boundary, such as a blend, re-scores with it)."""
         cat, sc = np.zeros((n, k), dtype=np.float32), np.zeros((n, 2), dtype=np.float32)
         for idx, enc in batches:
+            if exact and self.exact is not None:
+                cat[idx], sc[idx] = self._run(enc, self.exact)
+                continue
             c, s = self._run(enc, self.session)
             if self.exact is not None:
                 near = np.flatnonzero(near_boundary(c, s, self.margin, self.sc_threshold))

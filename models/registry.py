@@ -40,14 +40,15 @@ def load_classifier(spec: str | Path | None = None, backend: str | None = None, 
         encoder = BertClassifier.load(path, backend or settings().backend)
         if not blend or not encoder.meta.blend:
             return encoder
-        from fazhi.models.blend import BASELINE_DIR, Blend, BlendClassifier
+        from fazhi.models.blend import BASELINE_DIR, BlendClassifier
         from fazhi.models.tfidf import TfidfClassifier
 
         baseline = path / BASELINE_DIR
         if not (baseline / "tfidf.joblib").is_file():
             raise FazhiError(str(path), f"blends its categories with a TF-IDF model but has no {BASELINE_DIR}/"
-                                        "tfidf.joblib (run `make setup`, or `fazhi models blend`)")
-        return BlendClassifier(encoder, TfidfClassifier.load(baseline), Blend(**encoder.meta.blend))
+                                        "tfidf.joblib: copy in the TF-IDF model the blend was fitted with "
+                                        "(`fazhi models merge --tfidf DIR`; `make setup` for the release)")
+        return BlendClassifier(encoder, TfidfClassifier.load(baseline), encoder.meta.blend)
     raise FazhiError(str(path), "not a model directory (no config.json or tfidf.joblib)")
 
 

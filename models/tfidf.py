@@ -69,10 +69,12 @@ class TfidfClassifier:
         return out
 
     def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None) -> list[Prediction]:
-        docs = [join_context(t, p) for t, p in zip(texts, check_inputs(texts, heading_paths))]
-        if not docs:
+        """One :class:`Prediction` per text (see :class:`~fazhi.models.base.Classifier`)."""
+        paths = check_inputs(texts, heading_paths)
+        if not texts:
             return []
-        cat = self.category_model.predict_proba(docs)
+        cat = self.category_probabilities(texts, paths, self.labels)
+        docs = [join_context(t, p) for t, p in zip(texts, paths)]
         sc_classes = list(self.shortcoming_model.classes_)
         sc = self.shortcoming_model.predict_proba(docs)[:, sc_classes.index(True)] if True in sc_classes else np.zeros(len(docs))
         out = []

@@ -80,12 +80,12 @@ def test_a_blend_is_fitted_stored_loaded_and_keeps_the_encoders_shortcomings(tin
 
     record = fit_blend(model_dir, tiny_tfidf, GOLD_DIR, [adapter])
     stored = ModelMeta.read(model_dir).blend
-    assert stored == record["blend"] == ModelMeta.read(adapter).blend
+    assert stored.to_dict() == record["blend"] and ModelMeta.read(adapter).blend == stored
     assert (model_dir / BASELINE_DIR / "tfidf.joblib").is_file()
-    assert record["inputs"] > 60 and set(record["cross_fitted"]) == {"paragraph", "document"}
+    assert record["inputs"] > 60 and set(record["cross_fitted"]) == {"paragraph", "document_parsed"}
 
     blended = load_classifier(str(model_dir), backend="torch")
-    assert isinstance(blended, BlendClassifier) and blended.blend == Blend(**stored)
+    assert isinstance(blended, BlendClassifier) and blended.blend == stored
     encoder = load_classifier(str(model_dir), backend="torch", blend=False)
     assert isinstance(encoder, BertClassifier)
     # a fixed half-and-half blend, so that the check does not depend on the fitted weight
@@ -108,6 +108,24 @@ def test_a_blend_is_fitted_stored_loaded_and_keeps_the_encoders_shortcomings(tin
     shutil.rmtree(model_dir / BASELINE_DIR)
     with pytest.raises(FazhiError, match="no tfidf/tfidf.joblib"):
         load_classifier(str(model_dir))
+
+    # calibrating again changes the probabilities the blend was fitted on: the blend is dropped
+    from fazhi.training.calibrate import calibrate
+
+    calibrate(model_dir, GOLD_DIR, [adapter])
+    assert ModelMeta.read(model_dir).blend is None and ModelMeta.read(adapter).blend is None
+    assert isinstance(load_classifier(str(model_dir), backend="torch"), BertClassifier)
+
+
+@pytest.mark.parametrize("blend, message", [({"weight": 1.5, "temperature": 1.0}, "blend: Value error"),
+                                             ("half", "blend: Input should be")])
+def test_a_bad_stored_blend_is_a_one_line_error(tmp_path, blend, message):
+    from fazhi.models.meta import ModelMeta
+
+    (tmp_path / "fazhi.json").write_text(json.dumps({"blend": blend}), encoding="utf-8")
+    with pytest.raises(FazhiError, match=message) as err:
+        ModelMeta.read(tmp_path)
+    assert "\n" not in str(err.value)
 
 
 def test_the_blend_command_names_a_bad_input_in_one_line(tmp_path):

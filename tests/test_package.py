@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import sysconfig
@@ -89,6 +90,8 @@ def test_installed_wheel_merges_the_release_adapter_it_ships(installed, tmp_path
                  "--tfidf", str(tfidf), cwd=tmp_path)
     assert merged.returncode == 0 and "encoder alone" not in merged.stderr, merged.stderr
     assert (tmp_path / "blended" / "tfidf" / "tfidf.joblib").is_file()
+    shipped = json.loads((ROOT / "models" / "release" / "fazhi.json").read_text(encoding="utf-8"))["blend"]
+    assert json.loads((tmp_path / "blended" / "fazhi.json").read_text(encoding="utf-8"))["blend"] == shipped
     tagged = run(installed, "fazhi", "tag", str(SAMPLE), "--model", "blended", "--format", "json", cwd=tmp_path)
     assert tagged.returncode == 0 and '"category"' in tagged.stdout, tagged.stderr
     bad = run(installed, "fazhi", "models", "merge", "--base-model", str(BASE_MODEL), "--out", "bad",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import f1_score
@@ -20,10 +21,9 @@ from sklearn.metrics import f1_score
 from fazhi.errors import FazhiError
 from fazhi.models.bert import BertClassifier
 from fazhi.models.blend import BASELINE_DIR, Blend, BlendClassifier
-from fazhi.models.calibration import fit_temperature, fold_of, nll
-from fazhi.models.meta import ModelMeta
+from fazhi.models.calibration import fit_temperature, nll
 from fazhi.models.tfidf import TfidfClassifier
-from fazhi.training.calibrate import dev_inputs
+from fazhi.training.calibrate import check_dirs, dev_inputs, label_ids, store_fit, two_folds
 from fazhi.training.evaluate import ece
 
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)  # the encoder's share, in steps of 0.05
@@ -43,54 +43,47 @@ def choose_blend(encoder: np.ndarray, baseline: np.ndarray, labels: np.ndarray) 
 
 
 def _figures(probs: np.ndarray, labels: np.ndarray, blocks: np.ndarray) -> dict:
-    """Category macro-F1 (over the categories present) and ECE of probabilities (n, K) per block."""
+    """Category macro-F1 (over the categories present) and ECE of probabilities (n, K) per block.
+    The document block counts only the lines the parser keeps as paragraphs (``fazhi evaluate``
+    also counts the others, as misses), hence its key ``document_parsed``."""
     out = {}
-    for block in ("paragraph", "document"):
+    for block, key in (("paragraph", "paragraph"), ("document", "document_parsed")):
         m = blocks == block
         if not m.any():
             continue
         pred = probs[m].argmax(-1)
-        out[block] = {"category_macro_f1": round(float(f1_score(labels[m], pred, labels=np.unique(labels[m]),
-                                                                average="macro", zero_division=0)), 4),
-                      "category_ece": round(ece(probs[m].max(-1), pred == labels[m]), 4)}
+        out[key] = {"category_macro_f1": round(float(f1_score(labels[m], pred, labels=np.unique(labels[m]),
+                                                              average="macro", zero_division=0)), 4),
+                    "category_ece": round(ece(probs[m].max(-1), pred == labels[m]), 4)}
     return out
 
 
 def fit_blend(model_dir: str | Path, tfidf_dir: str | Path, gold_dir: str | Path,
-              also: list[str | Path] = ()) -> dict:
+              also: Sequence[str | Path] = ()) -> dict:
     """Choose the blend of the BERT model in ``model_dir`` with the TF-IDF model in ``tfidf_dir``
     on ``gold_dir``; copy the TF-IDF model to ``model_dir/tfidf``, store the blend in its
     fazhi.json (and in that of each directory in ``also``) and return the record: the blend,
     and the encoder alone against the blend, in-sample and cross-fitted, per block."""
     model_dir, tfidf_dir = Path(model_dir), Path(tfidf_dir)
-    for directory in also:
-        if not Path(directory).is_dir():
-            raise FazhiError(str(directory), "no such directory to store the blend in")
+    check_dirs(list(also))
     if not (tfidf_dir / "tfidf.joblib").is_file():
         raise FazhiError(str(tfidf_dir), "not a TF-IDF model directory (no tfidf.joblib)")
     encoder = BertClassifier.load(model_dir)
     records = dev_inputs(gold_dir)
-    label_id = {l: i for i, l in enumerate(encoder.labels)}
-    unknown = sorted({r["category"] for r in records} - set(label_id))
-    if unknown:
-        raise FazhiError(str(gold_dir), f"categories the model does not know: {unknown}")
+    y = label_ids(records, encoder.labels, gold_dir)
     members = BlendClassifier(encoder, TfidfClassifier.load(tfidf_dir), Blend())
     enc, base, _ = members.member_probabilities([r["text"] for r in records], [r["heading_path"] for r in records])
-    y = np.array([label_id[r["category"]] for r in records])
     blocks = np.array([r["block"] for r in records])
-    blend = choose_blend(enc, base, y)
+    blend = Blend(**choose_blend(enc, base, y).to_dict())
 
-    folds = np.array([fold_of(r["doc"]) for r in records])
+    folds = two_folds(records)
     crossed = np.zeros_like(enc)
-    for k in (0, 1):
-        train, test = folds != k, folds == k
-        if train.any() and test.any():
-            crossed[test] = choose_blend(enc[train], base[train], y[train]).mix(enc[test], base[test])
+    for train, test in folds:
+        crossed[test] = choose_blend(enc[train], base[train], y[train]).mix(enc[test], base[test])
     record = {"gold": str(gold_dir), "tfidf": str(tfidf_dir), "inputs": len(records), "blend": blend.to_dict(),
               "encoder_alone": _figures(enc, y, blocks), "in_sample": _figures(blend.mix(enc, base), y, blocks),
-              "cross_fitted": _figures(crossed, y, blocks) if (folds == 0).any() and (folds == 1).any() else None}
+              "cross_fitted": _figures(crossed, y, blocks) if folds else None}
     if (model_dir / BASELINE_DIR).resolve() != tfidf_dir.resolve():
         shutil.copytree(tfidf_dir, model_dir / BASELINE_DIR, dirs_exist_ok=True)
-    for directory in (model_dir, *also):
-        ModelMeta.read(directory).model_copy(update={"blend": blend.to_dict(), "blend_record": record}).write(directory)
+    store_fit([model_dir, *also], blend=blend, blend_record=record)
     return record

@@ -100,6 +100,8 @@ def bootstrap(lines: list[dict], n: int, seed: int = 13, against: list[dict] | N
     ``against`` (the same lines, in the same order, scored by another model), intervals of the
     difference ``lines − against`` over the same draws: a paired comparison, far narrower than
     two separate intervals when both models err on the same hard documents."""
+    if against is not None and [(l["file"], l["line"]) for l in lines] != [(l["file"], l["line"]) for l in against]:
+        raise ValueError("a paired bootstrap needs the same lines, in the same order, on both sides")
     by_doc: dict[str, list[int]] = {}
     for i, line in enumerate(lines):
         by_doc.setdefault(line["file"], []).append(i)

@@ -53,9 +53,9 @@ def model_card(meta: ModelMeta, base_dir: str) -> "ModelCard":
         metrics_command=f"FAZHI_BACKEND=torch fazhi evaluate --gold GOLD --model {RELEASE_MODEL} --bootstrap 1000, "
                         "GOLD = ../shared/corpora/annotated/dev (metrics annotated_dev_*) and ../shared/gold/dev "
                         "(gold_dev_*)",
-        metrics=meta.metrics, calibration=meta.calibration, blend=meta.blend,
+        metrics=meta.metrics, calibration=meta.calibration, blend=meta.blend.to_dict() if meta.blend else None,
         date=datetime.date.today().isoformat())
-    blend = (f" and blends the category probabilities with the TF-IDF model in `tfidf/` ({meta.blend['weight']} "
+    blend = (f" and blends the category probabilities with the TF-IDF model in `tfidf/` ({meta.blend.weight} "
              "on this model; `fazhi models blend`)" if meta.blend else "")
     body = ("# fazhi release model\n\nCategory (8 outline areas) and shortcoming classifier for paragraphs of "
             "Chinese rule-of-law government reports. Load the category model with "
@@ -89,6 +89,9 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path = ADAPTER_DIR, o
         sys.stderr.write("fazhi: notice: the adapter blends its categories with a TF-IDF model; without --tfidf "
                          "the merged model is the encoder alone\n")
         meta = meta.model_copy(update={"blend": None})
+    if not meta.blend and tfidf_dir is not None:
+        sys.stderr.write(f"fazhi: notice: the adapter has no blend; {tfidf_dir} is not used\n")
+        tfidf_dir = None
     labels = meta.labels or []
     base = AutoModelForSequenceClassification.from_pretrained(
         base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
