@@ -20,7 +20,7 @@ import numpy as np
 from fazhi.models.base import HeadingPaths, Prediction, check_inputs
 from fazhi.models.bert import BertClassifier, predictions
 from fazhi.models.calibration import Blend
-from fazhi.models.onnx import RESCORE_MARGIN
+from fazhi.models.onnx import RESCORE_MARGIN, probability_gap
 from fazhi.models.tfidf import TfidfClassifier
 
 BASELINE_DIR = "tfidf"  # the baseline's directory inside a blended model's directory
@@ -62,8 +62,7 @@ class BlendClassifier:
         encoder, baseline, shortcoming = self.member_probabilities(texts, paths)
         mixed = self.blend.mix(encoder, baseline)
         if self.encoder.approximate:
-            top = np.sort(mixed, axis=-1)
-            near = np.flatnonzero(top[:, -1] - top[:, -2] < self.blend.weight * RESCORE_MARGIN)
+            near = np.flatnonzero(probability_gap(mixed) < self.blend.weight * RESCORE_MARGIN)
             if len(near):
                 encoder[near], shortcoming[near] = self.encoder.probabilities(
                     [texts[i] for i in near], [paths[i] for i in near], exact=True)

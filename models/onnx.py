@@ -42,10 +42,15 @@ def weights_digest(model_dir: str | Path) -> str:
 RESCORE_MARGIN = 0.4
 
 
+def probability_gap(probs: np.ndarray) -> np.ndarray:
+    """Per row of probabilities (n, K), the first minus the second highest (n,)."""
+    top = np.sort(probs, axis=-1)
+    return top[:, -1] - top[:, -2]
+
+
 def top_two_gap(logits: np.ndarray) -> np.ndarray:
     """Per row of logits (n, K), the first minus the second highest probability (n,)."""
-    top = np.sort(softmax(logits), axis=-1)
-    return top[:, -1] - top[:, -2]
+    return probability_gap(softmax(logits))
 
 
 def near_boundary(cat: np.ndarray, sc: np.ndarray, margin: float = RESCORE_MARGIN,
