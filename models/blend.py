@@ -52,19 +52,20 @@ class BlendClassifier:
     def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None) -> list[Prediction]:
         """One :class:`Prediction` per text (see :class:`~fazhi.models.base.Classifier`).
 
-        On an int8 encoder the runtime re-scores in float32 where the encoder's own top two are
-        close; the blend can be close to a tie where the encoder is sure, so its near-ties are
-        re-scored too. An int8 error of d in an encoder probability moves the mixture by
-        ``weight * d``, hence the margin ``weight * RESCORE_MARGIN``."""
+        On an int8 encoder the runtime re-scores in float32 the rows whose label int8 could
+        change. Here the category is the blend's, so the test is the blend's gap, not the
+        encoder's: an int8 error of d in an encoder probability moves the mixture by
+        ``weight * d``, hence the margin ``weight * RESCORE_MARGIN``. Each row runs at most twice."""
         paths = check_inputs(texts, heading_paths)
         if not texts:
             return []
-        encoder, baseline, shortcoming = self.member_probabilities(texts, paths)
-        mixed = self.blend.mix(encoder, baseline)
-        if self.encoder.approximate:
-            near = np.flatnonzero(probability_gap(mixed) < self.blend.weight * RESCORE_MARGIN)
-            if len(near):
-                encoder[near], shortcoming[near] = self.encoder.probabilities(
-                    [texts[i] for i in near], [paths[i] for i in near], exact=True)
-                mixed[near] = self.blend.mix(encoder[near], baseline[near])
-        return predictions(mixed, shortcoming, self.labels, self.encoder.calibration.shortcoming_threshold)
+        baseline = self.baseline.category_probabilities(texts, paths, self.labels)
+        calibration, margin = self.encoder.calibration, self.blend.weight * RESCORE_MARGIN
+
+        def blend_near(idx: np.ndarray, cat: np.ndarray) -> np.ndarray:
+            encoder = calibration.category_probabilities(cat)
+            return probability_gap(self.blend.mix(encoder, baseline[idx])) < margin
+
+        encoder, shortcoming = self.encoder.probabilities(texts, paths, category_near=blend_near)
+        return predictions(self.blend.mix(encoder, baseline), shortcoming, self.labels,
+                           calibration.shortcoming_threshold)

@@ -43,8 +43,11 @@ class Calibration:
     def probabilities(self, cat_logits: np.ndarray, sc_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Category logits (n, K) and shortcoming logits (n, 2) → category probabilities (n, K)
         and shortcoming probabilities (n,)."""
-        return (softmax(cat_logits / self.category_temperature),
-                softmax(sc_logits / self.shortcoming_temperature)[:, 1])
+        return self.category_probabilities(cat_logits), softmax(sc_logits / self.shortcoming_temperature)[:, 1]
+
+    def category_probabilities(self, cat_logits: np.ndarray) -> np.ndarray:
+        """Category logits (n, K) → calibrated category probabilities (n, K)."""
+        return softmax(cat_logits / self.category_temperature)
 
     def raw_threshold(self) -> float:
         """The threshold as an uncalibrated shortcoming probability (for re-scoring near it)."""

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -58,7 +59,17 @@ def near_boundary(cat: np.ndarray, sc: np.ndarray, margin: float = RESCORE_MARGI
     """Rows (n,) whose category logits (n, K) give top-two probabilities less than ``margin``
     apart, or whose shortcoming logits (n, 2) give a probability within ``margin / 2`` of
     ``sc_threshold`` (both uncalibrated; at 0.5 the same top-two gap)."""
-    return (top_two_gap(cat) < margin) | (np.abs(softmax(sc)[:, 1] - sc_threshold) < margin / 2)
+    return (top_two_gap(cat) < margin) | shortcoming_near(sc, margin, sc_threshold)
+
+
+def shortcoming_near(sc: np.ndarray, margin: float = RESCORE_MARGIN, sc_threshold: float = 0.5) -> np.ndarray:
+    """Rows (n,) whose shortcoming logits (n, 2) give a probability within ``margin / 2`` of ``sc_threshold``."""
+    return np.abs(softmax(sc)[:, 1] - sc_threshold) < margin / 2
+
+
+# Who decides the category from the logits says when it is near a tie: (positions (b,),
+# category logits (b, K)) → rows to re-score (b,) bool
+CategoryNear = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class OnnxRuntime:
@@ -66,7 +77,8 @@ class OnnxRuntime:
 
     With ``exact`` (the float32 session beside an int8 one), inputs whose int8 labels are
     near a decision boundary (:func:`near_boundary`, at the raw shortcoming threshold
-    ``sc_threshold``) are run again in float32.
+    ``sc_threshold``) are run again in float32; a caller that mixes the category logits into
+    its own decision (a blend) passes its own category test (:data:`CategoryNear`).
     """
 
     def __init__(self, session, source: Path, file: str, exact=None, sc_threshold: float = 0.5):
@@ -113,10 +125,12 @@ class OnnxRuntime:
         return cat, sc
 
     def logits(self, batches: list[tuple[list[int], dict[str, np.ndarray]]], n: int,
-               k: int, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+               k: int, exact: bool = False, category_near: CategoryNear | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """Category logits (n, k) and shortcoming logits (n, 2) of tokenized batches (positions,
-        arrays); ``exact``: all on the float32 session where there is one (a caller that knows
-        its own decision boundary, such as a blend, re-scores with it)."""
+        arrays); ``exact``: all on the float32 session where there is one; ``category_near``:
+        which int8 rows to re-score for their category, instead of the logits' own top-two gap
+        (the shortcoming's test is always this runtime's)."""
         cat, sc = np.zeros((n, k), dtype=np.float32), np.zeros((n, 2), dtype=np.float32)
         for idx, enc in batches:
             if exact and self.exact is not None:
@@ -124,7 +138,8 @@ class OnnxRuntime:
                 continue
             c, s = self._run(enc, self.session)
             if self.exact is not None:
-                near = np.flatnonzero(near_boundary(c, s, self.margin, self.sc_threshold))
+                cat_near = top_two_gap(c) < self.margin if category_near is None else category_near(np.asarray(idx), c)
+                near = np.flatnonzero(cat_near | shortcoming_near(s, self.margin, self.sc_threshold))
                 if len(near):  # the same padded rows again: attention masks make padding inert
                     c[near], s[near] = self._run({key: v[near] for key, v in enc.items()}, self.exact)
             cat[idx], sc[idx] = c, s

@@ -97,6 +97,29 @@ def test_int8_rescores_near_boundary_inputs_in_float32(exported):
     assert near_boundary(np.array([[2.0, 0.0], [0.1, 0.0]]), np.array([[0.0, 3.0], [0.0, 3.0]])).tolist() == [False, True]
 
 
+def test_a_callers_category_test_chooses_the_rows_re_scored(exported):
+    """``category_near`` (a blend's test) replaces the logits' own top-two gap; it gets each
+    row's input position, so it can read its own per-row figures."""
+    texts, paths = report_inputs()
+    inputs = [with_context(t, p) for t, p in zip(texts, paths)]
+    cq, sq = onnx_classifier(exported, rescore=False).logits(inputs)
+    cf, sf = onnx_classifier(exported, prefer_int8=False).logits(inputs)
+    hybrid = onnx_classifier(exported)
+    hybrid.runtime.margin = 0.0  # no row is near the shortcoming threshold: only the caller's test counts
+    seen = []
+
+    def even(idx: np.ndarray, cat: np.ndarray) -> np.ndarray:
+        seen.extend(idx.tolist())
+        assert np.array_equal(cat, cq[idx])  # the int8 logits of exactly those inputs
+        return idx % 2 == 0
+
+    ch, sh = hybrid.logits(inputs, category_near=even)
+    assert sorted(seen) == list(range(len(inputs)))
+    chosen = np.arange(len(inputs)) % 2 == 0
+    assert np.allclose(ch[chosen], cf[chosen], atol=1e-5) and np.allclose(sh[chosen], sf[chosen], atol=1e-5)
+    assert np.array_equal(ch[~chosen], cq[~chosen]) and np.array_equal(sh[~chosen], sq[~chosen])
+
+
 def test_release_fast_path_gives_the_torch_labels(monkeypatch):
     """The default path (int8 ONNX, float32 near boundaries) against torch on every paragraph of
     the shared reports: the same labels (int8 alone moved 2 of 86
