@@ -148,9 +148,9 @@ class TorchRuntime:
 
     @torch.inference_mode()
     def logits(self, batches: list[tuple[list[int], dict[str, np.ndarray]]], n: int,
-               k: int, exact: bool = False, category_near=None) -> tuple[np.ndarray, np.ndarray]:
+               k: int, category_near=None) -> tuple[np.ndarray, np.ndarray]:
         """Category logits (n, k) and shortcoming logits (n, 2) of tokenized batches (positions,
-        arrays); always float32, so ``exact`` and ``category_near`` change nothing here."""
+        arrays); always float32, so ``category_near`` changes nothing here."""
         cat, sc = np.zeros((n, k), dtype=np.float32), np.zeros((n, 2), dtype=np.float32)
         for idx, enc in batches:
             t = {key: torch.from_numpy(v) for key, v in enc.items()}
@@ -239,33 +239,26 @@ class BertClassifier:
             batches.append((idx, enc))
         return batches
 
-    @property
-    def approximate(self) -> bool:
-        """Whether the runtime is int8 with a float32 session beside it (``exact=True`` uses it)."""
-        return getattr(self.runtime, "exact", None) is not None
-
-    def logits(self, inputs: list[str], batch_size: int = 64, exact: bool = False,
+    def logits(self, inputs: list[str], batch_size: int = 64,
                category_near: CategoryNear | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Category logits (n, K) and shortcoming logits (n, 2), in input order; ``exact``: every
-        input on the float32 session of an int8 runtime; ``category_near``: the caller's test of
-        which int8 rows to re-score for their category (positions, logits; see
-        :meth:`~fazhi.models.onnx.OnnxRuntime.logits`).
+        """Category logits (n, K) and shortcoming logits (n, 2), in input order; ``category_near``:
+        the caller's test of which int8 rows to re-score for their category (positions, logits;
+        see :meth:`~fazhi.models.onnx.OnnxRuntime.logits`).
 
         Inputs are sorted by length and each batch is padded only to its longest member,
         so short paragraphs do not pay for long ones.
         """
-        return self.runtime.logits(self.encode_batches(inputs, batch_size), len(inputs), len(self.labels), exact,
-                                   category_near)
+        return self.runtime.logits(self.encode_batches(inputs, batch_size), len(inputs), len(self.labels), category_near)
 
     def probabilities(self, texts: Sequence[str], heading_paths: HeadingPaths = None, batch_size: int = 64,
-                      exact: bool = False, category_near: CategoryNear | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      category_near: CategoryNear | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated category probabilities (n, K) in ``labels`` order and shortcoming
-        probabilities (n,) of paragraphs with their heading paths (``exact``, ``category_near``:
-        as in :meth:`logits`)."""
+        probabilities (n,) of paragraphs with their heading paths (``category_near``: as in
+        :meth:`logits`)."""
         inputs = [with_context(t, p) for t, p in zip(texts, check_inputs(texts, heading_paths))]
         if not inputs:
             return np.zeros((0, len(self.labels))), np.zeros(0)
-        return self.calibration.probabilities(*self.logits(inputs, batch_size, exact, category_near))
+        return self.calibration.probabilities(*self.logits(inputs, batch_size, category_near))
 
     def predict(self, texts: Sequence[str], heading_paths: HeadingPaths = None, batch_size: int = 64) -> list[Prediction]:
         """One :class:`Prediction` per text (see :class:`~fazhi.models.base.Classifier`)."""

@@ -125,21 +125,17 @@ class OnnxRuntime:
         return cat, sc
 
     def logits(self, batches: list[tuple[list[int], dict[str, np.ndarray]]], n: int,
-               k: int, exact: bool = False, category_near: CategoryNear | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+               k: int, category_near: CategoryNear | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Category logits (n, k) and shortcoming logits (n, 2) of tokenized batches (positions,
-        arrays); ``exact``: all on the float32 session where there is one; ``category_near``:
-        which int8 rows to re-score for their category, instead of the logits' own top-two gap
-        (the shortcoming's test is always this runtime's)."""
+        arrays); ``category_near``: which int8 rows to re-score for their category, instead of
+        the logits' own top-two gap (the shortcoming's test is always this runtime's)."""
         cat, sc = np.zeros((n, k), dtype=np.float32), np.zeros((n, 2), dtype=np.float32)
         for idx, enc in batches:
-            if exact and self.exact is not None:
-                cat[idx], sc[idx] = self._run(enc, self.exact)
-                continue
             c, s = self._run(enc, self.session)
             if self.exact is not None:
-                cat_near = top_two_gap(c) < self.margin if category_near is None else category_near(np.asarray(idx), c)
-                near = np.flatnonzero(cat_near | shortcoming_near(s, self.margin, self.sc_threshold))
+                near = near_boundary(c, s, self.margin, self.sc_threshold) if category_near is None else \
+                    category_near(np.asarray(idx), c) | shortcoming_near(s, self.margin, self.sc_threshold)
+                near = np.flatnonzero(near)
                 if len(near):  # the same padded rows again: attention masks make padding inert
                     c[near], s[near] = self._run({key: v[near] for key, v in enc.items()}, self.exact)
             cat[idx], sc[idx] = c, s

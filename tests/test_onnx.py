@@ -143,7 +143,7 @@ def test_the_blended_release_gives_the_torch_labels_on_the_fast_path(monkeypatch
     from fazhi.models.blend import BlendClassifier
 
     fast = load_classifier(None)
-    assert isinstance(fast, BlendClassifier) and fast.encoder.approximate
+    assert isinstance(fast, BlendClassifier) and fast.encoder.runtime.exact is not None
     monkeypatch.setenv("FAZHI_BACKEND", "torch")
     slow = load_classifier(None)
     texts, paths = report_inputs()
