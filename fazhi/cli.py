@@ -394,11 +394,14 @@ def models_import_e5(
 def models_export_onnx(
     model: Path = typer.Option(RELEASE_MODEL, "--model", help="A saved BERT model directory"),
     quantize: str = typer.Option("smooth", help="int8 model (used when present): smooth, all or none"),
+    calibrate_on: list[Path] = typer.Option([], "--calibrate-on", help=(
+        "A source of real paragraphs (JSONL corpus, gold files, reports, folder) whose sample also "
+        "calibrates the int8 smoothing; repeat for more (default: synthetic reports alone)")),
 ) -> None:
     """Export a BERT model to ONNX (MODEL/onnx); tagging, the API and evaluate then run it with ONNX Runtime."""
     from fazhi.training.export import export_onnx
 
-    typer.echo(f"wrote {export_onnx(model, quantize)}", err=True)
+    typer.echo(f"wrote {export_onnx(model, quantize, calibrate_on)}", err=True)
 
 
 @app.command()

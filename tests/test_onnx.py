@@ -50,6 +50,37 @@ def test_export_is_reproducible(exported, tmp_path):
         assert (again / ONNX_DIR / name).read_bytes() == (exported / ONNX_DIR / name).read_bytes(), name
 
 
+def test_real_paragraphs_join_the_smoothing_calibration(exported, tmp_path):
+    """--calibrate-on adds a seeded sample of each source's paragraphs to the synthetic
+    reports: the int8 graph changes, the float32 one does not, export.json names the sources."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fazhi.cli import app
+    from fazhi.corpora.unlabeled import unlabeled_paragraphs
+    from fazhi.training.export import calibration_inputs
+
+    synthetic = calibration_inputs(2)
+    real = calibration_inputs(2, REPORTS, per_source=5)
+    assert real[:len(synthetic)] == synthetic
+    assert real[len(synthetic):] == unlabeled_paragraphs(REPORTS, max_per_source=5) and len(real) == len(synthetic) + 15
+    again = tmp_path / "again"
+    shutil.copytree(exported, again, ignore=shutil.ignore_patterns(ONNX_DIR))
+    done = CliRunner().invoke(app, ["models", "export-onnx", "--model", str(again),
+                                    *[a for r in REPORTS for a in ("--calibrate-on", str(r))]])
+    assert done.exit_code == 0, done.output
+    info = json.loads((again / ONNX_DIR / EXPORT_INFO).read_text())
+    assert info["calibration"]["sources"] == [str(r) for r in REPORTS] and info["calibration"]["inputs"] > 0
+    assert (again / ONNX_DIR / FP32).read_bytes() == (exported / ONNX_DIR / FP32).read_bytes()
+    assert (again / ONNX_DIR / INT8).read_bytes() != (exported / ONNX_DIR / INT8).read_bytes()
+    before = (again / ONNX_DIR / INT8).read_bytes()
+    done = CliRunner().invoke(app, ["models", "export-onnx", "--model", str(again), "--calibrate-on",
+                                    str(tmp_path / "missing")])
+    assert done.exit_code == 2 and "missing" in done.output
+    assert (again / ONNX_DIR / INT8).read_bytes() == before  # a bad source stops the export before it writes
+
+
 def test_smoothing_keeps_the_float_model_and_calibrates_every_dense_layer(exported):
     """Smoothing moves activation range into the weights: in float the outputs stay the same."""
     import onnx

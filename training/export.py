@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -22,19 +22,28 @@ if TYPE_CHECKING:
     from onnx import ModelProto
 
 CALIBRATION_REPORTS = 12  # synthetic reports whose paragraphs calibrate the smoothing (~400 inputs)
+# paragraphs of each real source added to them: on real text the synthetic reports alone set the
+# channel ranges too narrow (docs/experiments.md); 150 of each of six sources is ~900 more inputs
+CALIBRATION_PER_SOURCE = 150
 SMOOTH_ALPHA = 0.8  # how much of an activation channel's range moves into the weights (SmoothQuant's alpha)
 
 
-def calibration_inputs(n_reports: int = CALIBRATION_REPORTS) -> list[str]:
-    """Model inputs for calibration, deterministic: paragraphs of synthetic reports, alone and in context."""
+def calibration_inputs(n_reports: int = CALIBRATION_REPORTS, sources: Sequence[str | Path] = (),
+                       per_source: int = CALIBRATION_PER_SOURCE) -> list[str]:
+    """Model inputs for calibration, deterministic: paragraphs of ``n_reports`` synthetic reports,
+    alone and in context, then a seeded sample of ``per_source`` paragraphs of each of ``sources``
+    (anything :func:`~fazhi.corpora.unlabeled.unlabeled_paragraphs` reads), alone."""
     from fazhi.corpora import parse_text
     from fazhi.corpora.synthesis import generate_report
+    from fazhi.corpora.unlabeled import unlabeled_paragraphs
     from fazhi.models.base import document_inputs
 
     inputs = []
     for seed in range(n_reports):
         texts, paths = document_inputs(parse_text(generate_report(seed)))
         inputs += [with_context(t, p if i % 2 else None) for i, (t, p) in enumerate(zip(texts, paths))]
+    if sources:
+        inputs += unlabeled_paragraphs(sources, max_per_source=per_source)
     return inputs
 
 
@@ -76,12 +85,13 @@ def smooth_activations(model: ModelProto, feeds: list[dict[str, np.ndarray]], al
     return [n.name for n in dense]
 
 
-def export_onnx(model_dir: str | Path, quantize: str = "smooth") -> Path:
-    """Export ``model_dir`` to ``model_dir/onnx``; the same model gives byte-identical files.
+def export_onnx(model_dir: str | Path, quantize: str = "smooth", calibrate_on: Sequence[str | Path] = ()) -> Path:
+    """Export ``model_dir`` to ``model_dir/onnx``; the same model and sources give byte-identical files.
 
     ``quantize``: ``smooth`` (default) makes ``model.int8.onnx`` with int8 weights in every
-    layer after :func:`smooth_activations` (calibrated on synthetic reports); ``all`` quantizes
-    every layer without smoothing (moves more labels); ``none`` writes float32 only.
+    layer after :func:`smooth_activations`, calibrated on :func:`calibration_inputs` (synthetic
+    reports and a sample of each source in ``calibrate_on``); ``all`` quantizes every layer
+    without smoothing (moves more labels); ``none`` writes float32 only.
     """
     import tempfile
 
@@ -93,6 +103,7 @@ def export_onnx(model_dir: str | Path, quantize: str = "smooth") -> Path:
     if quantize not in ("smooth", "all", "none"):
         raise FazhiError("--quantize", f"expected smooth, all or none, got {quantize!r}")
     model_dir = Path(model_dir)
+    calibration = calibration_inputs(sources=calibrate_on) if quantize == "smooth" else []
     clf = BertClassifier.load(model_dir)
     # eager attention exports as plain ops that ONNX Runtime's optimizer fuses into its Attention kernel
     clf.runtime.model.set_attn_implementation("eager")
@@ -117,7 +128,7 @@ def export_onnx(model_dir: str | Path, quantize: str = "smooth") -> Path:
         if quantize != "none":
             model = optimized.model
             if quantize == "smooth":
-                smooth_activations(model, [enc for _, enc in clf.encode_batches(calibration_inputs())])
+                smooth_activations(model, [enc for _, enc in clf.encode_batches(calibration)])
             source = str(Path(tmp) / "for_int8.onnx")
             onnx.save(model, source)
             nodes = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Attention")]
@@ -125,6 +136,8 @@ def export_onnx(model_dir: str | Path, quantize: str = "smooth") -> Path:
                              nodes_to_quantize=nodes, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             files.append(INT8)
     (out / EXPORT_INFO).write_text(json.dumps({"weights_sha256": weights_digest(model_dir), "opset": OPSET,
-                                               "quantize": quantize, "files": files, "torch": torch.__version__},
+                                               "quantize": quantize, "files": files, "torch": torch.__version__,
+                                               "calibration": {"sources": [str(p) for p in calibrate_on],
+                                                               "inputs": len(calibration)}},
                                               indent=2))
     return out
