@@ -85,6 +85,22 @@ def test_ece_on_known_examples():
     assert ece(np.array([1.0]), np.array([1])) == pytest.approx(0.0)  # 1.0 falls in the last bin
 
 
+def test_ece_of_a_perfectly_calibrated_model_on_known_examples():
+    from fazhi.training.evaluate import ece, ece_if_calibrated
+
+    # sure and right every time: no sampling noise
+    assert ece_if_calibrated(np.ones(50)) == {"mean": 0.0, "interval": [0.0, 0.0]}
+    # four lines at 0.5, one bin: E|k/4 - 1/2| for k ~ Binomial(4, 1/2) = 3/16
+    floor = ece_if_calibrated(np.full(4, 0.5), draws=20000)
+    assert floor["mean"] == pytest.approx(3 / 16, abs=0.01) and floor["interval"] == [0.0, 0.5]
+    # the range holds the ECE of outcomes actually drawn from the confidences, and shrinks with n
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.4, 1.0, 300)
+    lo, hi = ece_if_calibrated(conf)["interval"]
+    assert lo <= ece(conf, rng.random(300) < conf) <= hi
+    assert ece_if_calibrated(np.tile(conf, 20))["mean"] < ece_if_calibrated(conf)["mean"] / 3
+
+
 def test_temperature_fit_recovers_overconfidence_and_keeps_the_argmax():
     from fazhi.models.calibration import Calibration, fit_temperature
 
