@@ -153,8 +153,12 @@ def test_evaluate_rules_contract(tmp_path):
     for block in ("paragraph", "document"):
         assert {"category_macro_f1", "category_accuracy", "shortcoming_f1", "n"} <= set(out[block])
         assert out[block]["n"] == 62
+        for head in ("category", "shortcoming"):
+            floor = out[block]["ece_if_calibrated"][head]
+            assert 0 <= floor["interval"][0] <= floor["mean"] <= floor["interval"][1] <= 1
     assert (tmp_path / "confusion_document.png").stat().st_size > 1000
-    assert "| enforcement |" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "| enforcement |" in report and report.count("A perfectly calibrated model") == 2
 
 
 def test_corpus_synth_reproduces_the_committed_reports(tmp_path):
