@@ -188,7 +188,8 @@ class BertClassifier:
     @classmethod
     def load(cls, path: str | Path, backend: str = "torch") -> "BertClassifier":
         """The model saved in ``path`` on ``backend``: ``torch``, ``onnx`` (its export in
-        ``path/onnx``), or ``auto`` (ONNX where a fresh export is there, else torch)."""
+        ``path/onnx``: int8, float32 near decision boundaries), ``int8`` (the export's int8
+        graph alone, never re-scored) or ``auto`` (``onnx`` where a fresh export is there, else torch)."""
         from transformers import AutoConfig, AutoTokenizer
 
         path = Path(path)
@@ -206,11 +207,13 @@ class BertClassifier:
         meta = meta.model_copy(update={"labels": [config.id2label[i] for i in range(config.num_labels)],
                                        "name": meta.name or path.name})
         runtime = None
-        if backend in ("auto", "onnx"):
-            from fazhi.models.onnx import OnnxRuntime
+        if backend in ("auto", "onnx", "int8"):
+            from fazhi.models.onnx import INT8, OnnxRuntime
 
-            runtime, why = OnnxRuntime.load(path, meta.get_calibration().raw_threshold())
-            if runtime is None and backend == "onnx":
+            runtime, why = OnnxRuntime.load(path, meta.get_calibration().raw_threshold(), rescore=backend != "int8")
+            if runtime is not None and backend == "int8" and runtime.file != INT8:
+                runtime, why = None, f"the ONNX export in {path}/onnx has no int8 model (export it with --quantize smooth)"
+            if runtime is None and backend != "auto":
                 raise FazhiError(str(path), why)
             if runtime is None:
                 sys.stderr.write(f"fazhi: notice: {why}; using torch\n")

@@ -82,7 +82,7 @@ class OnnxRuntime:
     """
 
     def __init__(self, session, source: Path, file: str, exact=None, sc_threshold: float = 0.5):
-        self.session, self.exact, self.source = session, exact, source
+        self.session, self.exact, self.source, self.file = session, exact, source, file
         self.margin = RESCORE_MARGIN
         self.sc_threshold = sc_threshold
         self.name = f"onnxruntime ({file}{', float32 near boundaries' if exact else ''})"

@@ -209,6 +209,24 @@ def test_missing_corrupt_or_stale_export_falls_back_to_torch(exported, tmp_path,
     assert load_classifier(str(exported)).backend == "torch"
 
 
+def test_int8_backend_runs_the_int8_graph_alone(exported, tmp_path, monkeypatch):
+    """FAZHI_BACKEND=int8: the int8 graph and nothing else, the same logits as int8 without
+    re-scoring; an export without int8 is a clear error, not a silent float32 run."""
+    monkeypatch.setenv("FAZHI_BACKEND", "int8")
+    clf = load_classifier(str(exported))
+    assert clf.runtime.exact is None and clf.runtime.file == INT8 and "near boundaries" not in clf.backend
+    texts, _ = report_inputs()
+    plain = onnx_classifier(exported, rescore=False)
+    assert np.array_equal(clf.logits(texts)[0], plain.logits(texts)[0])
+    model_dir = tmp_path / "m"
+    shutil.copytree(exported, model_dir, ignore=shutil.ignore_patterns(ONNX_DIR))
+    export_onnx(model_dir, quantize="none")
+    with pytest.raises(FazhiError, match="has no int8 model"):
+        load_classifier(str(model_dir))
+    monkeypatch.setenv("FAZHI_BACKEND", "onnx")
+    assert load_classifier(str(model_dir)).runtime.file == FP32
+
+
 def test_bad_quantize_option(exported):
     with pytest.raises(FazhiError, match="--quantize"):
         export_onnx(exported, quantize="int4")
