@@ -29,6 +29,11 @@ NOT_A_PARAGRAPH = "(not a paragraph)"
 INTERVAL_KEYS = ("category_macro_f1", "category_accuracy", "shortcoming_f1", "category_ece", "shortcoming_ece")
 
 
+def _bin_of(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """The equal-width bin of [0, 1] of each confidence (n,), 1.0 in the last."""
+    return np.minimum((confidence * bins).astype(int), bins - 1)
+
+
 def ece(confidence: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS) -> float:
     """Expected calibration error: over equal-width confidence bins of [0, 1], the
     size-weighted mean gap between the mean confidence (n,) and the mean outcome (n,) (0/1).
@@ -40,7 +45,7 @@ def ece(confidence: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS) -> fl
     confidence, outcome = np.asarray(confidence, float), np.asarray(outcome, float)
     if not len(confidence):
         return 0.0
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    which = _bin_of(confidence, bins)
     gap = sum(abs(confidence[which == b].mean() - outcome[which == b].mean()) * (which == b).sum()
               for b in range(bins) if (which == b).any())
     return float(gap / len(confidence))
@@ -56,7 +61,7 @@ def ece_if_calibrated(confidence: np.ndarray, bins: int = ECE_BINS, draws: int =
     confidence = np.asarray(confidence, float)
     if not len(confidence):
         return {"mean": 0.0, "interval": [0.0, 0.0]}
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    which = _bin_of(confidence, bins)
     outcomes = np.random.default_rng(seed).random((draws, len(confidence))) < confidence  # (draws, n)
     gap = np.zeros(draws)
     for b in np.unique(which):
@@ -70,7 +75,7 @@ def ece_if_calibrated(confidence: np.ndarray, bins: int = ECE_BINS, draws: int =
 def reliability(confidence: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
     """Per non-empty bin: its range, count, mean confidence and mean outcome (for the diagram)."""
     confidence, outcome = np.asarray(confidence, float), np.asarray(outcome, float)
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    which = _bin_of(confidence, bins)
     return [{"low": b / bins, "high": (b + 1) / bins, "n": int((which == b).sum()),
              "confidence": round(float(confidence[which == b].mean()), 4),
              "outcome": round(float(outcome[which == b].mean()), 4)} for b in range(bins) if (which == b).any()]
