@@ -616,7 +616,9 @@ def bench(
     typer.echo(f"{result['paragraphs']} paragraphs, {result['cpu_cores']} CPU cores, model {result['model']}")
     typer.echo(f"  pipeline batch 1    {result['pipeline_batch1_paragraphs_per_s']:>8} paragraphs/s")
     typer.echo(f"  pipeline batch 32   {result['pipeline_batch32_paragraphs_per_s']:>8} paragraphs/s")
-    typer.echo(f"  fazhi ({result['fazhi_backend']})  {result['fazhi_paragraphs_per_s']:>8} paragraphs/s")
+    typer.echo(f"  fazhi ({result['fazhi_backend']})  {result['fazhi_paragraphs_per_s']:>8} paragraphs/s"
+               + (f", {result['fazhi_rescored_share']:.1%} re-run in float32" if result["fazhi_rescored_share"]
+                  is not None else ""))
     typer.echo(f"  speedup {result['speedup']}x, macro-F1 {result['fazhi_macro_f1']} vs {result['pipeline_macro_f1']} "
                f"(delta {result['macro_f1_delta']:+})")
     typer.echo(f"  peak RSS: pipeline {result['pipeline_peak_rss_mb']} MB, fazhi {result['fazhi_peak_rss_mb']} MB")

@@ -85,6 +85,7 @@ class OnnxRuntime:
         self.session, self.exact, self.source, self.file = session, exact, source, file
         self.margin = RESCORE_MARGIN
         self.sc_threshold = sc_threshold
+        self.rows = {"scored": 0, "rescored": 0}  # inputs run so far, and of them re-run in float32
         self.name = f"onnxruntime ({file}{', float32 near boundaries' if exact else ''})"
         self._inputs = {i.name for i in session.get_inputs()}
 
@@ -138,6 +139,8 @@ class OnnxRuntime:
                 near = np.flatnonzero(near)
                 if len(near):  # the same padded rows again: attention masks make padding inert
                     c[near], s[near] = self._run({key: v[near] for key, v in enc.items()}, self.exact)
+                self.rows["rescored"] += len(near)
+            self.rows["scored"] += len(idx)
             cat[idx], sc[idx] = c, s
         return cat, sc
 

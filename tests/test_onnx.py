@@ -149,6 +149,7 @@ def test_a_callers_category_test_chooses_the_rows_re_scored(exported):
     chosen = np.arange(len(inputs)) % 2 == 0
     assert np.allclose(ch[chosen], cf[chosen], atol=1e-5) and np.allclose(sh[chosen], sf[chosen], atol=1e-5)
     assert np.array_equal(ch[~chosen], cq[~chosen]) and np.array_equal(sh[~chosen], sq[~chosen])
+    assert hybrid.runtime.rows == {"scored": len(inputs), "rescored": int(chosen.sum())}  # what the bench reports
 
 
 def test_release_fast_path_gives_the_torch_labels(monkeypatch):

@@ -12,6 +12,9 @@ the dropped layers alone), ``fazhi_vs_teacher_pipeline`` the student's default p
 A blended model (:mod:`fazhi.models.blend`) also has its encoder timed and scored alone
 (``encoder_*``): ``encoder_macro_f1_delta`` against the pipeline is then the cost of the fast
 runtime alone, ``macro_f1_delta`` that of the fast runtime and the blend together.
+``fazhi_rescored_share`` is the share of the default path's inputs that int8 left near a
+decision boundary and float32 ran again (None off ONNX): on text the model is unsure of, it
+is what the speed pays for float32's labels.
 """
 
 from __future__ import annotations
@@ -80,7 +83,12 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
     analyzer = Analyzer(fast)
     result["fazhi_backend"] = getattr(fast, "backend", fast.name)
     fast.predict(base[:8])  # warm-up
+    runtime = getattr(getattr(fast, "encoder", fast), "runtime", None)
+    rows = getattr(runtime, "rows", None)  # the ONNX runtime's count of inputs re-run in float32
+    before = dict(rows) if rows else None
     result["fazhi_paragraphs_per_s"] = _rate(fast.predict, texts)
+    result["fazhi_rescored_share"] = round((rows["rescored"] - before["rescored"]) /
+                                           max(1, rows["scored"] - before["scored"]), 4) if rows else None
     steps.update()
     result["fazhi_macro_f1"] = round(macro([p.category for p in fast.predict(gold_texts)]), 4)
     result["fazhi_peak_rss_mb"] = _peak_mb()
