@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -53,8 +54,6 @@ def test_export_is_reproducible(exported, tmp_path):
 def test_real_paragraphs_join_the_smoothing_calibration(exported, tmp_path):
     """--calibrate-on adds a seeded sample of each source's paragraphs to the synthetic
     reports: the int8 graph changes, the float32 one does not, export.json names the sources."""
-    import json
-
     from typer.testing import CliRunner
 
     from fazhi.cli import app
@@ -221,7 +220,9 @@ def test_int8_backend_runs_the_int8_graph_alone(exported, tmp_path, monkeypatch)
     assert np.array_equal(clf.logits(texts)[0], plain.logits(texts)[0])
     model_dir = tmp_path / "m"
     shutil.copytree(exported, model_dir, ignore=shutil.ignore_patterns(ONNX_DIR))
-    export_onnx(model_dir, quantize="none")
+    export_onnx(model_dir, quantize="none", calibrate_on=REPORTS)
+    # nothing was smoothed, so export.json names no calibration source
+    assert json.loads((model_dir / ONNX_DIR / EXPORT_INFO).read_text())["calibration"] == {"sources": [], "inputs": 0}
     with pytest.raises(FazhiError, match="has no int8 model"):
         load_classifier(str(model_dir))
     monkeypatch.setenv("FAZHI_BACKEND", "onnx")

@@ -137,7 +137,7 @@ def export_onnx(model_dir: str | Path, quantize: str = "smooth", calibrate_on: S
             files.append(INT8)
     (out / EXPORT_INFO).write_text(json.dumps({"weights_sha256": weights_digest(model_dir), "opset": OPSET,
                                                "quantize": quantize, "files": files, "torch": torch.__version__,
-                                               "calibration": {"sources": [str(p) for p in calibrate_on],
+                                               "calibration": {"sources": [str(p) for p in calibrate_on] if calibration else [],
                                                                "inputs": len(calibration)}},
                                               indent=2))
     return out
