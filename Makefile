@@ -14,7 +14,7 @@ SOURCES    := corpora/synthetic/reports $(CORPORA)
 .PHONY: setup test demo serve bench bench-api bench-batch release-model student lint clean
 
 ANNOTATED  := $(SHARED)/corpora/annotated
-# silver sources plus the human-labelled pages of annotated/train; annotated/dev is the
+# silver sources plus the human-labelled pages of annotated/train (the parser gives their heading paths); annotated/dev is the
 # validation split (early stopping, calibration, the choice between models) and never trains
 MIXED      := build/corpus-mixed
 # the release recipe: human labels alone beat silver + human on annotated/dev (docs/experiments.md)
@@ -56,7 +56,7 @@ CALIBRATE_ON := $(ANNOTATED)/train $(CORPORA)
 $(RELEASE)/onnx/export.json: $(RELEASE)/config.json
 	$(BIN)/fazhi models export-onnx --model $(RELEASE) $(addprefix --calibrate-on ,$(CALIBRATE_ON))
 
-$(MIXED)/dataset_dict.json: $(STAMP) fazhi/data/taxonomy.yaml fazhi/data/bank.yaml
+$(MIXED)/dataset_dict.json: $(STAMP) fazhi/data/taxonomy.yaml fazhi/data/bank.yaml corpora/outline.py
 	$(BIN)/fazhi corpus build $(SOURCES) $(ANNOTATED)/train --validation-sources $(ANNOTATED)/dev --out $(MIXED)
 
 # the TF-IDF baseline, fitted on silver and human rows as the release is (a minute on 2 cores)

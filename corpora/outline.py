@@ -44,6 +44,13 @@ FURNITURE = [re.compile(p) for p in (
     r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?$",
     r"^[\u4e00-\u9fff]{1,12}[〔\[［(（]\s*\d{4}\s*[〕\]］)）]\s*\d+\s*号$",
     r"^[|｜/\\\s]*$",
+    r"ICP备|公网安备|网站标识码|版权所有|Copyright|©",
+    r"(?i)\.(?:jpe?g|png|gif|bmp)$",
+    r"^!\[[^\]]*\]\([^)]*\)$",
+    r"^[（(]此件(?:主动)?公开(?:发布)?[)）]$",
+    r"^特此(?:公告|通告|通知)[。.]?$",
+    r"转载请(?:注明|附上)|欢迎访问|即将离开",
+    r"^[（(]?左右滑动查看",
 )]
 _FIELD = {
     "doc_number": re.compile(r"文\s*号\s*[:：]\s*(\S+)"),
@@ -67,6 +74,8 @@ _ITEM_CN = re.compile(rf"(?:^|(?<=[。；;：:，,\s]))([{_CN}]+)是")
 _ITEM_PAREN = re.compile(r"[（(]\s*(\d{1,2})\s*[)）]")
 _ITEM_CIRCLED = re.compile(r"[①②③④⑤⑥⑦⑧⑨⑩]")
 _SENT_END = "。！？"
+_OPENING = re.compile(r"如下\s*[:：]$")  # "现将…情况报告如下：" opens the report's content
+_CELL_NUMBER = re.compile(r"^\d+(?:\.\d+)?%?$")
 _CN_DIGITS = {c: i for i, c in enumerate("一二三四五六七八九十", start=1)}
 
 
@@ -141,7 +150,7 @@ def _content_start(lines: list[str]) -> int:
             continue
         if match_marker(line):
             return i
-        if _SENTENCE_PUNCT.search(line) and len(line) > 30:
+        if (_SENTENCE_PUNCT.search(line) and len(line) > 30) or _OPENING.search(line):
             return i
     return len(lines)
 
@@ -156,7 +165,38 @@ def _content_end(lines: list[str], start: int) -> int:
             end -= 1
         else:
             break
-    return end
+    # A table that closes the text is content, though its cells are short plain lines like a
+    # signature's: three numbers or more among them (a signature has a date, a footer a counter
+    # or two) mark one, which runs to its last number.
+    numbers = [i for i in range(end, len(lines)) if _CELL_NUMBER.match(lines[i])]
+    return numbers[-1] + 1 if len(numbers) >= 3 else end
+
+
+def _is_cell(line: str) -> bool:
+    """A line that can be a table cell: a number, or a short label without sentence punctuation."""
+    return bool(_CELL_NUMBER.match(line)) or (len(line) <= 15 and not _SENTENCE_PUNCT.search(line)
+                                             and not match_marker(line))
+
+
+def _table_numbers(lines: list[str]) -> set[int]:
+    """Indices of bare numbers that sit in a table (next to another cell); a bare number
+    between paragraphs is a page number."""
+    return {i for i, line in enumerate(lines) if _CELL_NUMBER.match(line)
+            and any(0 <= j < len(lines) and _is_cell(lines[j]) for j in (i - 1, i + 1))}
+
+
+def _is_list_item(lines: list[str], i: int, start: int, end: int, style: str) -> bool:
+    """A numbered short sentence (``lines[i]``, numbering ``style``) is an item of a list, not a
+    section's title, when the next content line is numbered alike or the previous one is a
+    sentence numbered alike: a title is followed by its section's text."""
+    def neighbour(span) -> str | None:
+        return next((lines[j] for j in span if not is_furniture(lines[j])), None)
+
+    for line, needs_sentence in ((neighbour(range(i + 1, end)), False), (neighbour(range(i - 1, start - 1, -1)), True)):
+        marker = match_marker(line) if line else None
+        if marker and marker[0] == style and (not needs_sentence or line.endswith(tuple(_SENT_END))):
+            return True
+    return False
 
 
 def _iso_date(text: str) -> str | None:
@@ -216,19 +256,22 @@ def parse_text(text: str) -> Document:
 
     start = _content_start(lines)
     end = _content_end(lines, start)
+    cells = _table_numbers(lines)
     meta_lines: list[str] = []
     paragraphs: list[Paragraph] = []
     # stack of (numbering style, heading text or None for an untitled numbered body)
     stack: list[tuple[str, str | None]] = []
     for i, line in enumerate(lines):
-        if i < start or i >= end or is_furniture(line):
+        if i < start or i >= end or (is_furniture(line) and i not in cells):
             meta_lines.append(line)
             continue
         marker = match_marker(line)
         title, kind = None, "body"
         if marker:
             style, m = marker
-            title, is_heading = split_title(line[m.end():].strip())
+            rest = line[m.end():].strip()
+            title, is_heading = split_title(rest)
+            is_heading = is_heading and not (rest.endswith(tuple(_SENT_END)) and _is_list_item(lines, i, start, end, style))
             kind = "heading" if is_heading else "body"
             styles = [s for s, _ in stack]
             if style in styles:

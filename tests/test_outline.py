@@ -88,6 +88,39 @@ def test_levels_are_inferred_per_document():
     assert doc.paragraphs[3].heading_path == ["（二）化解纠纷"]
 
 
+def test_tables_are_content_and_page_numbers_are_not():
+    text = ("关于2023年行政执法统计情况的报告\n一、全年办理行政许可2207件，详见下表。\n申请数量\n受理数量\n2207\n0\n"
+            "二、全年实施行政处罚293宗，罚没收入100万元，同比增长一成。\n3\n三、执法监督。全年开展案卷评查两次，评查案卷50卷。\n"
+            "行政复议\n新收案件\n办结案件\n12\n10\n0\n某某县司法局\n2024年1月5日")
+    doc = parse_text(text)
+    kept = [p.text for p in doc.paragraphs]
+    # cells beside other cells are the table's, and a table closing the text is not a signature
+    assert kept[1:5] == ["申请数量", "受理数量", "2207", "0"]
+    assert kept[-6:] == ["行政复议", "新收案件", "办结案件", "12", "10", "0"]
+    assert "3" not in kept and "3" in doc.meta["lines"]  # a page number between paragraphs
+    assert doc.meta["lines"][-2:] == ["某某县司法局", "2024年1月5日"]
+    # a signature with a date and a counter is still meta
+    short = parse_text("一、全年办理行政许可2207件，详见附表，办结率百分之百。\n某某县司法局\n浏览次数\n876\n2024年1月5日")
+    assert [p.text for p in short.paragraphs] == ["一、全年办理行政许可2207件，详见附表，办结率百分之百。"]
+
+
+def test_list_items_openings_and_web_furniture():
+    doc = parse_text("某某局2023年法治政府建设情况的报告\n现将有关情况报告如下：\n（一）加强组织领导。\n局党组全年专题研究法治工作四次。\n"
+                     "（二）存在问题\n1、政策解读方面，解读形式单一。\n2、监督保障方面，公开不全面。\n"
+                     "特此报告。\n（此件主动公开）\n版权所有：某某县人民政府 网站标识码：1234\n1695890271299_e630e9e3.jpg")
+    assert outline(doc) == [
+        ("body", "现将有关情况报告如下："),  # the report's opening, though short
+        ("heading", "（一）加强组织领导。"),  # its next line is its section's text
+        ("body", "局党组全年专题研究法治工作四次。"),
+        ("heading", "（二）存在问题"),
+        ("body", "1、政策解读方面，解读形式单一。"),  # a short sentence followed by its sibling is an item
+        ("body", "2、监督保障方面，公开不全面。"),
+        ("body", "特此报告。"),
+    ]
+    assert doc.paragraphs[4].heading_path == ["（二）存在问题"]
+    assert doc.meta["lines"][-3:] == ["（此件主动公开）", "版权所有：某某县人民政府 网站标识码：1234", "1695890271299_e630e9e3.jpg"]
+
+
 def test_split_title_rules():
     assert split_title("加强法治宣传") == ("加强法治宣传", True)
     assert split_title("加强法治宣传。创新普法载体。") == ("加强法治宣传", False)

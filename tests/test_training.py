@@ -185,6 +185,31 @@ def test_evaluate_lists_exactly_the_wrong_lines_and_bounds_its_figures(tmp_path)
     assert bad.returncode == 2 and "--bootstrap" in bad.stderr
 
 
+def test_evaluate_scores_the_parsers_line_kinds(tmp_path):
+    from fazhi.training.evaluate import evaluate
+
+    lines = [("meta", "关于2023年法治政府建设情况的报告"), ("body", "现将有关情况报告如下："), ("heading", "一、主要工作"),
+             ("body", "今年以来，我局坚持依法行政，全面推进法治政府建设，取得明显成效。"),
+             ("heading", "坚持高位推动 法治政府建设责任不断强化"),  # unnumbered: the parser calls it body
+             ("heading", "二、存在的不足"), ("body", "执法力量比较薄弱，执法人员紧缺。"), ("meta", "版权所有：某某县人民政府")]
+    gold = tmp_path / "gold"
+    gold.mkdir()
+    (gold / "doc.jsonl").write_text("".join(json.dumps(
+        {"doc": "doc", "i": i, "text": t, "kind": k, "category": "none" if k == "meta" else "other",
+         "shortcoming": i == 6}, ensure_ascii=False) + "\n" for i, (k, t) in enumerate(lines)), encoding="utf-8")
+    parse = evaluate(load_classifier("rules"), gold, errors=True)["parse"]
+    assert parse["confusion"] == {"labels": ["heading", "body", "meta"], "matrix": [[2, 1, 0], [0, 3, 0], [0, 0, 2]]}
+    assert (parse["n"], parse["accuracy"], parse["body_kept"], parse["meta_kept_out"]) == (8, 0.875, 1.0, 1.0)
+    assert [(e["line"], e["gold"], e["parsed"]) for e in parse["errors"]] == [(4, "heading", "body")]
+    assert "errors" not in evaluate(load_classifier("rules"), gold)["parse"]
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "fazhi.cli", "evaluate", "--gold", str(gold), "--model", "rules",
+                           "--errors", "--report", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "kind accuracy **0.875**" in md and "### Lines of another kind (1)" in md
+
+
 def test_a_paired_comparison_gives_the_difference_and_its_interval(tiny_tfidf, tmp_path):
     from fazhi.training.evaluate import evaluate
 

@@ -5,6 +5,9 @@ an API caller sends it) and ``document`` (each gold file joined back into its
 report, parsed, classified with its outline, and aligned back to the gold lines).
 Gold body lines the parser does not keep as paragraphs count as misses.
 
+A third block, ``parse``, compares the parser's line kinds (heading, body, meta) with
+the gold kinds, whatever the model: the document block can only score what the parser keeps.
+
 Each block also gives the expected calibration error of both heads, and, with
 ``bootstrap``, 95% intervals from resampling whole documents: a set of a few dozen
 lines moves by several points when one line changes, and the intervals say so.
@@ -26,6 +29,7 @@ from fazhi.models.base import Classifier
 BLOCKS = ("paragraph", "document")
 ECE_BINS = 15
 NOT_A_PARAGRAPH = "(not a paragraph)"
+KINDS = ("heading", "body", "meta")
 INTERVAL_KEYS = ("category_macro_f1", "category_accuracy", "shortcoming_f1", "category_ece", "shortcoming_ece")
 
 
@@ -181,6 +185,32 @@ def score_lines(model: Classifier, gold: dict[str, list[dict]]) -> tuple[dict[st
     return {"paragraph": paragraph, "document": document}, digest
 
 
+def parse_scores(gold: dict[str, list[dict]], errors: bool = False) -> dict:
+    """The parser's kind of every gold line against the gold kind (a line the parser keeps out of
+    its paragraphs counts as ``meta``): ``accuracy``, ``confusion`` (rows gold, columns parsed, in
+    ``KINDS`` order), ``body_kept`` (share of gold body lines parsed as paragraphs, heading or
+    body), ``meta_kept_out`` (share of gold meta lines left out of the paragraphs), and with
+    ``errors`` every line whose kinds differ."""
+    index = {k: i for i, k in enumerate(KINDS)}
+    matrix = np.zeros((len(KINDS), len(KINDS)), dtype=int)
+    wrong = []
+    for name, rows in gold.items():
+        for row, para in zip(rows, align(rows)[1]):
+            parsed = para.kind if para else "meta"
+            matrix[index[row["kind"]], index[parsed]] += 1
+            if parsed != row["kind"]:
+                wrong.append({"file": name, "line": row["i"], "gold": row["kind"], "parsed": parsed, "text": row["text"]})
+    share = lambda num, den: round(float(num / den), 4) if den else None  # noqa: E731
+    body, meta = matrix[index["body"]], matrix[index["meta"]]
+    out = {"n": int(matrix.sum()), "accuracy": share(np.trace(matrix), matrix.sum()),
+           "body_kept": share(body.sum() - body[index["meta"]], body.sum()),
+           "meta_kept_out": share(meta[index["meta"]], meta.sum()),
+           "confusion": {"labels": list(KINDS), "matrix": matrix.tolist()}}
+    if errors:
+        out["errors"] = wrong
+    return out
+
+
 def is_error(line: dict) -> bool:
     return line["category"] != line["gold_category"] or line["shortcoming"] != line["gold_shortcoming"]
 
@@ -212,6 +242,7 @@ def evaluate(model: Classifier, gold_dir: str | Path, bootstrap_samples: int = 0
                 **({"difference_interval": bootstrap(lines[block], bootstrap_samples, against=other[block])}
                    if bootstrap_samples else {})}
     result["digest"] = digest
+    result["parse"] = parse_scores(gold, errors)
     if errors:
         result["errors"] = [{"block": block, **{k: l[k] for k in ("file", "line")},
                              "gold": {"category": l["gold_category"], "shortcoming": l["gold_shortcoming"]},
@@ -288,6 +319,19 @@ def write_report(result: dict, out_dir: str | Path) -> list[Path]:
         plt.close(fig)
         written.append(png)
         written.append(_reliability_png(r, f"{result['model']} — {block} block", out / f"reliability_{block}.png"))
+    parse = result["parse"]
+    lines += [f"## parse (n={parse['n']} lines)", "",
+              f"kind accuracy **{parse['accuracy']}**; gold body lines kept as paragraphs {parse['body_kept']}, "
+              f"gold meta lines kept out {parse['meta_kept_out']}", "",
+              "| gold \\ parsed | " + " | ".join(KINDS) + " |", "|---|" + "---|" * len(KINDS)]
+    lines += [f"| {k} | " + " | ".join(map(str, row)) + " |" for k, row in zip(KINDS, parse["confusion"]["matrix"])]
+    lines.append("")
+    if "errors" in parse:
+        lines += [f"### Lines of another kind ({len(parse['errors'])})", "", "| file | line | gold | parsed | text |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {e['file']} | {e['line']} | {e['gold']} | {e['parsed']} | {e['text'][:80].replace('|', '｜')} |"
+                  for e in parse["errors"]]
+        lines.append("")
     if "errors" in result:
         lines += [f"## Wrong lines ({len(result['errors'])})", "",
                   "| block | file | line | gold | predicted | score | shortcoming score | text |",
