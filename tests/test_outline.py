@@ -115,10 +115,9 @@ def test_list_items_openings_and_web_furniture():
         ("heading", "（二）存在问题"),
         ("body", "1、政策解读方面，解读形式单一。"),  # a short sentence followed by its sibling is an item
         ("body", "2、监督保障方面，公开不全面。"),
-        ("body", "特此报告。"),
     ]
     assert doc.paragraphs[4].heading_path == ["（二）存在问题"]
-    assert doc.meta["lines"][-3:] == ["（此件主动公开）", "版权所有：某某县人民政府 网站标识码：1234", "1695890271299_e630e9e3.jpg"]
+    assert doc.meta["lines"][-4:] == ["特此报告。", "（此件主动公开）", "版权所有：某某县人民政府 网站标识码：1234", "1695890271299_e630e9e3.jpg"]
 
 
 def test_split_title_rules():
