@@ -199,6 +199,16 @@ def _is_list_item(lines: list[str], i: int, start: int, end: int, style: str) ->
     return False
 
 
+def _is_plain_title(lines: list[str], i: int, end: int) -> bool:
+    """An unnumbered short phrase (no sentence or colon at its end) followed by a paragraph of
+    text titles that paragraph's section, as news-style reports head their sections."""
+    line = lines[i]
+    if len(line) > 30 or line.endswith(tuple(_SENT_END) + tuple("!?…；;：:")) or _CELL_NUMBER.match(line):
+        return False
+    following = next((lines[j] for j in range(i + 1, end) if not is_furniture(lines[j])), "")
+    return len(following) > 40
+
+
 def _iso_date(text: str) -> str | None:
     m = _DATE_CN.search(text)
     if m:
@@ -267,11 +277,15 @@ def parse_text(text: str) -> Document:
             continue
         marker = match_marker(line)
         title, kind = None, "body"
-        if marker:
-            style, m = marker
-            rest = line[m.end():].strip()
-            title, is_heading = split_title(rest)
-            is_heading = is_heading and not (rest.endswith(tuple(_SENT_END)) and _is_list_item(lines, i, start, end, style))
+        if marker or _is_plain_title(lines, i, end):
+            style, m = marker or ("plain", None)
+            if m:
+                rest = line[m.end():].strip()
+                title, is_heading = split_title(rest)
+                is_heading = is_heading and not (rest.endswith(tuple(_SENT_END))
+                                                 and _is_list_item(lines, i, start, end, style))
+            else:
+                is_heading = True
             kind = "heading" if is_heading else "body"
             styles = [s for s, _ in stack]
             if style in styles:

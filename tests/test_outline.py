@@ -120,6 +120,17 @@ def test_list_items_openings_and_web_furniture():
     assert doc.meta["lines"][-4:] == ["特此报告。", "（此件主动公开）", "版权所有：某某县人民政府 网站标识码：1234", "1695890271299_e630e9e3.jpg"]
 
 
+def test_an_unnumbered_phrase_titles_the_text_under_it():
+    doc = parse_text("一、主要工作\n坚持高位推动 法治政府建设责任不断强化\n"
+                     "县政府常务会议全年专题研究法治政府建设工作四次，及时解决重大问题，主要负责人切实履行第一责任人职责。\n"
+                     "二、存在的不足\n执法人员紧缺\n基层执法力量比较薄弱。")
+    assert outline(doc) == [("heading", "一、主要工作"), ("heading", "坚持高位推动 法治政府建设责任不断强化"),
+                            ("body", doc.paragraphs[2].text), ("heading", "二、存在的不足"),
+                            ("body", "执法人员紧缺"), ("body", "基层执法力量比较薄弱。")]  # a short line under it: no title
+    assert doc.paragraphs[2].heading_path == ["一、主要工作", "坚持高位推动 法治政府建设责任不断强化"]
+    assert doc.paragraphs[4].heading_path == ["二、存在的不足"]  # the next numbered heading closes the section
+
+
 def test_split_title_rules():
     assert split_title("加强法治宣传") == ("加强法治宣传", True)
     assert split_title("加强法治宣传。创新普法载体。") == ("加强法治宣传", False)
