@@ -155,13 +155,23 @@ def _content_start(lines: list[str]) -> int:
     return len(lines)
 
 
+def _short_plain(line: str, max_chars: int) -> bool:
+    """A line of at most ``max_chars`` without sentence punctuation or numbering, such as a
+    signature's or a table cell's."""
+    return len(line) <= max_chars and not _SENTENCE_PUNCT.search(line) and not match_marker(line)
+
+
+def _next_content(lines: list[str], span: range) -> str | None:
+    """The first line at the indices of ``span``, in its order, that is not furniture."""
+    return next((lines[j] for j in span if not is_furniture(lines[j])), None)
+
+
 def _content_end(lines: list[str], start: int) -> int:
     """One past the last content line: signatures, dates and furniture at the end are meta."""
     end = len(lines)
     while end > start:
         line = lines[end - 1]
-        short_plain = len(line) <= 25 and not _SENTENCE_PUNCT.search(line) and not match_marker(line)
-        if is_furniture(line) or short_plain:
+        if is_furniture(line) or _short_plain(line, 25):
             end -= 1
         else:
             break
@@ -174,8 +184,7 @@ def _content_end(lines: list[str], start: int) -> int:
 
 def _is_cell(line: str) -> bool:
     """A line that can be a table cell: a number, or a short label without sentence punctuation."""
-    return bool(_CELL_NUMBER.match(line)) or (len(line) <= 15 and not _SENTENCE_PUNCT.search(line)
-                                             and not match_marker(line))
+    return bool(_CELL_NUMBER.match(line)) or _short_plain(line, 15)
 
 
 def _table_numbers(lines: list[str]) -> set[int]:
@@ -189,10 +198,8 @@ def _is_list_item(lines: list[str], i: int, start: int, end: int, style: str) ->
     """A numbered short sentence (``lines[i]``, numbering ``style``) is an item of a list, not a
     section's title, when the next content line is numbered alike or the previous one is a
     sentence numbered alike: a title is followed by its section's text."""
-    def neighbour(span) -> str | None:
-        return next((lines[j] for j in span if not is_furniture(lines[j])), None)
-
-    for line, needs_sentence in ((neighbour(range(i + 1, end)), False), (neighbour(range(i - 1, start - 1, -1)), True)):
+    for line, needs_sentence in ((_next_content(lines, range(i + 1, end)), False),
+                                 (_next_content(lines, range(i - 1, start - 1, -1)), True)):
         marker = match_marker(line) if line else None
         if marker and marker[0] == style and (not needs_sentence or line.endswith(tuple(_SENT_END))):
             return True
@@ -205,8 +212,7 @@ def _is_plain_title(lines: list[str], i: int, end: int) -> bool:
     line = lines[i]
     if len(line) > 30 or line.endswith(tuple(_SENT_END) + tuple("!?…；;：:")) or _CELL_NUMBER.match(line):
         return False
-    following = next((lines[j] for j in range(i + 1, end) if not is_furniture(lines[j])), "")
-    return len(following) > 40
+    return len(_next_content(lines, range(i + 1, end)) or "") > 40
 
 
 def _iso_date(text: str) -> str | None:

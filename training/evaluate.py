@@ -159,14 +159,15 @@ def _line(name: str, row: dict, pred) -> dict:
             "shortcoming_score": pred.shortcoming_score if pred else 0.0}
 
 
-def score_lines(model: Classifier, gold: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict]:
-    """Every gold body line scored in both blocks, and the digest's shortcoming-line recall."""
+def score_lines(model: Classifier, gold: dict[str, list[dict]], aligned: dict[str, tuple]
+                ) -> tuple[dict[str, list[dict]], dict]:
+    """Every gold body line scored in both blocks, and the digest's shortcoming-line recall;
+    ``aligned``: each gold file's parsed report and paragraphs (:func:`align`)."""
     body = [(name, r) for name, rows in gold.items() for r in rows if r["kind"] == "body"]
     alone = model.predict([r["text"] for _, r in body])
     paragraph = [_line(name, r, p) for (name, r), p in zip(body, alone)]
 
     document, sc_lines, sc_listed = [], 0, 0
-    aligned = {name: align(rows) for name, rows in gold.items()}
     analyses = Analyzer(model).pipe((doc for doc, _ in aligned.values()), names=list(aligned))
     for (name, (doc, paragraphs)), analysis in zip(aligned.items(), analyses):
         preds = dict(zip((p.id for p in doc.paragraphs), analysis.predictions))
@@ -185,9 +186,9 @@ def score_lines(model: Classifier, gold: dict[str, list[dict]]) -> tuple[dict[st
     return {"paragraph": paragraph, "document": document}, digest
 
 
-def parse_scores(gold: dict[str, list[dict]], errors: bool = False) -> dict:
-    """The parser's kind of every gold line against the gold kind (a line the parser keeps out of
-    its paragraphs counts as ``meta``): ``accuracy``, ``confusion`` (rows gold, columns parsed, in
+def parse_scores(gold: dict[str, list[dict]], aligned: dict[str, tuple], errors: bool = False) -> dict:
+    """The parser's kind of every gold line (``aligned`` as in :func:`score_lines`) against the
+    gold kind (a line the parser keeps out of its paragraphs counts as ``meta``): ``accuracy``, ``confusion`` (rows gold, columns parsed, in
     ``KINDS`` order), ``body_kept`` (share of gold body lines parsed as paragraphs, heading or
     body), ``meta_kept_out`` (share of gold meta lines left out of the paragraphs), and with
     ``errors`` every line whose kinds differ."""
@@ -195,7 +196,7 @@ def parse_scores(gold: dict[str, list[dict]], errors: bool = False) -> dict:
     matrix = np.zeros((len(KINDS), len(KINDS)), dtype=int)
     wrong = []
     for name, rows in gold.items():
-        for row, para in zip(rows, align(rows)[1]):
+        for row, para in zip(rows, aligned[name][1]):
             parsed = para.kind if para else "meta"
             matrix[index[row["kind"]], index[parsed]] += 1
             if parsed != row["kind"]:
@@ -224,8 +225,9 @@ def evaluate(model: Classifier, gold_dir: str | Path, bootstrap_samples: int = 0
     if bootstrap_samples < 0:
         raise FazhiError("--bootstrap", f"expected a number of resamples >= 0, got {bootstrap_samples}")
     gold = load_gold(gold_dir)
-    lines, digest = score_lines(model, gold)
-    other = score_lines(against, gold)[0] if against is not None else None
+    aligned = {name: align(rows) for name, rows in gold.items()}  # one parse per file, for every use below
+    lines, digest = score_lines(model, gold, aligned)
+    other = score_lines(against, gold, aligned)[0] if against is not None else None
     result = {"model": model.name, "gold": str(gold_dir), "files": len(gold)}
     for block in BLOCKS:
         result[block] = scores(lines[block])
@@ -242,7 +244,7 @@ def evaluate(model: Classifier, gold_dir: str | Path, bootstrap_samples: int = 0
                 **({"difference_interval": bootstrap(lines[block], bootstrap_samples, against=other[block])}
                    if bootstrap_samples else {})}
     result["digest"] = digest
-    result["parse"] = parse_scores(gold, errors)
+    result["parse"] = parse_scores(gold, aligned, errors)
     if errors:
         result["errors"] = [{"block": block, **{k: l[k] for k in ("file", "line")},
                              "gold": {"category": l["gold_category"], "shortcoming": l["gold_shortcoming"]},
