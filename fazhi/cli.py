@@ -282,7 +282,11 @@ def train(ctx: typer.Context) -> None:
     """
     from fazhi.training.train import TrainArgs, run
 
-    summary = run(dataclass_options(TrainArgs, ctx, "train", train))
+    args = dataclass_options(TrainArgs, ctx, "train", train)
+    summary = run(args)
+    if args.folds:
+        emit_json(summary)
+        return
     keys = ("train_examples", "best_validation_score", "train_seconds", "train_paragraphs_per_s", "device")
     typer.echo(json.dumps({k: summary[k] for k in keys if k in summary}), err=True)
 

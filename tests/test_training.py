@@ -210,6 +210,37 @@ def test_evaluate_scores_the_parsers_line_kinds(tmp_path):
     assert "kind accuracy **0.875**" in md and "### Lines of another kind (1)" in md
 
 
+def test_cross_validation_scores_each_human_document_once_by_a_model_that_never_saw_it(tmp_path):
+    from fazhi.training.crossval import human_folds
+    from fazhi.training.train import TrainArgs, run
+
+    human_files = sorted((ANNOTATED / "train").glob("*.jsonl"))[:6]
+    dd = build([REPORTS[0], *human_files], tmp_path / "dd", load_taxonomy(), validation=0.0, progress=False)
+    rows = list(dd["train"])
+    human = [r for r in rows if r["label_source"].startswith("human")]
+    args = TrainArgs(data=str(tmp_path / "dd"), out=str(tmp_path / "cv"), model_type="tfidf", folds=3, progress=False)
+    result = run(args)
+
+    folds = human_folds([r["doc_id"] for r in human], 3, args.seed)
+    assert set().union(*folds) == {r["doc_id"] for r in human} and sum(map(len, folds)) == 6
+    body = [r for r in human if r["kind"] == "body"]
+    assert result["documents"] == 6 and result["paragraph"]["n"] == result["document"]["n"] == len(body)
+    for fold, held in zip(result["per_fold"], folds):
+        # every row but the held-out documents' trained the fold's model, and only those are scored
+        assert fold["train_examples"] == sum(r["doc_id"] not in held for r in rows)
+        assert fold["document"]["n"] == sum(r["doc_id"] in held for r in body)
+        assert load_classifier(str(tmp_path / "cv" / f"fold-{fold['fold']}")).name == "tfidf"
+    lo, hi = result["document"]["intervals"]["category_macro_f1"]
+    assert lo <= result["document"]["category_macro_f1"] <= hi
+    assert json.loads((tmp_path / "cv" / "crossval.json").read_text(encoding="utf-8")) == result
+
+    with pytest.raises(FazhiError, match="7 folds need 7 human documents"):
+        run(TrainArgs(data=args.data, out=str(tmp_path / "cv7"), model_type="tfidf", folds=7, progress=False))
+    done = subprocess.run([sys.executable, "-m", "fazhi.cli", "train", "--data", args.data, "--out", str(tmp_path / "x"),
+                           "--model-type", "tfidf", "--folds", "1"], capture_output=True, text=True)
+    assert done.returncode != 0 and "--folds: expected 2 folds or more, got 1" in done.stderr
+
+
 def test_a_paired_comparison_gives_the_difference_and_its_interval(tiny_tfidf, tmp_path):
     from fazhi.training.evaluate import evaluate
 

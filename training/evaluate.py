@@ -149,7 +149,7 @@ def bootstrap(lines: list[dict], n: int, seed: int = 13, against: list[dict] | N
             for k, v in draws.items()}
 
 
-def _line(name: str, row: dict, pred) -> dict:
+def scored_line(name: str, row: dict, pred) -> dict:
     """One scored gold body line; ``pred`` is None where the parser kept no paragraph for it."""
     return {"file": name, "line": row["i"], "text": row["text"], "gold_category": row["category"],
             "gold_shortcoming": bool(row["shortcoming"]),
@@ -165,7 +165,7 @@ def score_lines(model: Classifier, gold: dict[str, list[dict]], aligned: dict[st
     ``aligned``: each gold file's parsed report and paragraphs (:func:`align`)."""
     body = [(name, r) for name, rows in gold.items() for r in rows if r["kind"] == "body"]
     alone = model.predict([r["text"] for _, r in body])
-    paragraph = [_line(name, r, p) for (name, r), p in zip(body, alone)]
+    paragraph = [scored_line(name, r, p) for (name, r), p in zip(body, alone)]
 
     document, sc_lines, sc_listed = [], 0, 0
     analyses = Analyzer(model).pipe((doc for doc, _ in aligned.values()), names=list(aligned))
@@ -176,7 +176,7 @@ def score_lines(model: Classifier, gold: dict[str, list[dict]], aligned: dict[st
         for r, para in zip(rows, paragraphs):
             if r["kind"] != "body":
                 continue
-            document.append(_line(name, r, preds[para.id] if para else None))
+            document.append(scored_line(name, r, preds[para.id] if para else None))
             if r["shortcoming"]:
                 sc_lines += 1
                 sc_listed += bool(para and para.id in listed)

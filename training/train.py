@@ -68,6 +68,9 @@ class TrainArgs:
         "help": "Keep only rows whose label_source starts so (e.g. human)"})
     shortcoming_only: str | None = field(default=None, metadata={
         "help": "Rows of documents whose doc_id starts so train the shortcoming head alone"})
+    folds: int | None = field(default=None, metadata={
+        "help": "Cross-validate instead: train this many models, each without a share of the human documents, "
+                "score each on the documents it did not see, write crossval.json to --out"})
     progress: bool = field(default=True, metadata={"help": "Progress bars"})
 
     def __post_init__(self) -> None:
@@ -81,6 +84,8 @@ class TrainArgs:
         for name in ("drop_context", "context_swap"):
             if not 0 <= getattr(self, name) <= 1:
                 raise FazhiError(f"--{name.replace('_', '-')}", f"expected a share in [0, 1], got {getattr(self, name)}")
+        if self.folds is not None and self.folds < 2:
+            raise FazhiError("--folds", f"expected 2 folds or more, got {self.folds}")
         if self.human_weight <= 0:
             raise FazhiError("--human-weight", f"must be positive, got {self.human_weight}")
 
@@ -97,10 +102,11 @@ def _shortcoming_only(row: dict, prefix: str | None) -> bool:
     return bool(prefix) and row["doc_id"].startswith(prefix)
 
 
-def training_rows(args: TrainArgs, split) -> list[dict]:
-    """The rows of a corpus split that ``args`` keeps (sources, subset)."""
-    rows = [r for r in split
-            if not (args.exclude_sources and r["label_source"].startswith(args.exclude_sources))
+def training_rows(args: TrainArgs, split, held_out: frozenset[str] | set[str] = frozenset()) -> list[dict]:
+    """The rows of a corpus split that ``args`` keeps (sources, subset), less those of the
+    documents in ``held_out`` (doc_ids)."""
+    rows = [r for r in split if r["doc_id"] not in held_out
+            and not (args.exclude_sources and r["label_source"].startswith(args.exclude_sources))
             and (not args.include_sources or r["label_source"].startswith(args.include_sources))]
     if args.silver_examples is not None:
         silver = [r for r in rows if not r["label_source"].startswith(HUMAN)]
@@ -257,15 +263,16 @@ def selection_metrics(labels: list[str]):
     return compute
 
 
-def train(args: TrainArgs) -> dict:
-    """Train, keep the best evaluation on validation, save to ``args.out``; return the training record."""
+def train(args: TrainArgs, held_out: frozenset[str] | set[str] = frozenset()) -> dict:
+    """Train on the train split less the documents in ``held_out``, keep the best evaluation on
+    validation, save to ``args.out``; return the training record."""
     from datasets import Dataset, concatenate_datasets
 
     from fazhi.corpora.dataset import load
     from fazhi.corpora.taxonomy import load_taxonomy
 
     dd = load(args.data)
-    rows = training_rows(args, dd["train"])
+    rows = training_rows(args, dd["train"], held_out)
     val = [r for r in dd["validation"] if r["kind"] == "body"] or list(dd["validation"]) \
         or rows[: max(1, len(rows) // 10)]
     labels = load_taxonomy().labels
@@ -337,14 +344,14 @@ def train(args: TrainArgs) -> dict:
     return summary
 
 
-def train_tfidf(args: TrainArgs) -> dict:
+def train_tfidf(args: TrainArgs, held_out: frozenset[str] | set[str] = frozenset()) -> dict:
     """Fit the TF-IDF + logistic regression baseline on the rows of a corpus's train split that
-    ``args`` keeps, weighted as the BERT loss weights them, and save it; documents whose doc_id
-    starts with ``args.shortcoming_only`` fit the shortcoming model alone."""
+    ``args`` keeps (less the documents in ``held_out``), weighted as the BERT loss weights them,
+    and save it; documents whose doc_id starts with ``args.shortcoming_only`` fit the shortcoming model alone."""
     from fazhi.corpora.dataset import load
     from fazhi.models.tfidf import TfidfClassifier
 
-    rows = training_rows(args, load(args.data)["train"])
+    rows = training_rows(args, load(args.data)["train"], held_out)
     start = time.perf_counter()
     clf = TfidfClassifier().fit([r["text"] for r in rows],
                                 [None if _shortcoming_only(r, args.shortcoming_only) else r["category"] for r in rows],
@@ -356,6 +363,16 @@ def train_tfidf(args: TrainArgs) -> dict:
     return record
 
 
+def run_one(args: TrainArgs, held_out: frozenset[str] | set[str] = frozenset()) -> dict:
+    """One model, the baseline or the encoder as ``args.model_type`` says, trained without the
+    documents in ``held_out``."""
+    return train_tfidf(args, held_out) if args.model_type == "tfidf" else train(args, held_out)
+
+
 def run(args: TrainArgs) -> dict:
-    """``fazhi train``: the baseline or the encoder, as ``args.model_type`` says."""
-    return train_tfidf(args) if args.model_type == "tfidf" else train(args)
+    """``fazhi train``: one model, or with ``args.folds`` a cross-validation of the recipe."""
+    if args.folds:
+        from fazhi.training.crossval import crossval
+
+        return crossval(args)
+    return run_one(args)
