@@ -280,13 +280,14 @@ def train(ctx: typer.Context) -> None:
 
     Options (`fazhi train --help` lists them) are the fields of training.train.TrainArgs.
     """
+    from fazhi.training.crossval import crossval
     from fazhi.training.train import TrainArgs, run
 
     args = dataclass_options(TrainArgs, ctx, "train", train)
-    summary = run(args)
     if args.folds:
-        emit_json(summary)
+        emit_json(crossval(args))
         return
+    summary = run(args)
     keys = ("train_examples", "best_validation_score", "train_seconds", "train_paragraphs_per_s", "device")
     typer.echo(json.dumps({k: summary[k] for k in keys if k in summary}), err=True)
 

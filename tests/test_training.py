@@ -211,15 +211,15 @@ def test_evaluate_scores_the_parsers_line_kinds(tmp_path):
 
 
 def test_cross_validation_scores_each_human_document_once_by_a_model_that_never_saw_it(tmp_path):
-    from fazhi.training.crossval import human_folds
-    from fazhi.training.train import TrainArgs, run
+    from fazhi.training.crossval import crossval, human_folds
+    from fazhi.training.train import TrainArgs
 
     human_files = sorted((ANNOTATED / "train").glob("*.jsonl"))[:6]
     dd = build([REPORTS[0], *human_files], tmp_path / "dd", load_taxonomy(), validation=0.0, progress=False)
     rows = list(dd["train"])
     human = [r for r in rows if r["label_source"].startswith("human")]
     args = TrainArgs(data=str(tmp_path / "dd"), out=str(tmp_path / "cv"), model_type="tfidf", folds=3, progress=False)
-    result = run(args)
+    result = crossval(args)
 
     folds = human_folds([r["doc_id"] for r in human], 3, args.seed)
     assert set().union(*folds) == {r["doc_id"] for r in human} and sum(map(len, folds)) == 6
@@ -235,7 +235,7 @@ def test_cross_validation_scores_each_human_document_once_by_a_model_that_never_
     assert json.loads((tmp_path / "cv" / "crossval.json").read_text(encoding="utf-8")) == result
 
     with pytest.raises(FazhiError, match="7 folds need 7 human documents"):
-        run(TrainArgs(data=args.data, out=str(tmp_path / "cv7"), model_type="tfidf", folds=7, progress=False))
+        crossval(TrainArgs(data=args.data, out=str(tmp_path / "cv7"), model_type="tfidf", folds=7, progress=False))
     done = subprocess.run([sys.executable, "-m", "fazhi.cli", "train", "--data", args.data, "--out", str(tmp_path / "x"),
                            "--model-type", "tfidf", "--folds", "1"], capture_output=True, text=True)
     assert done.returncode != 0 and "--folds: expected 2 folds or more, got 1" in done.stderr

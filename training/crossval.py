@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fazhi.errors import FazhiError
 from fazhi.training.evaluate import bootstrap, scored_line, scores
-from fazhi.training.train import HUMAN, TrainArgs, run_one
+from fazhi.training.train import HUMAN, TrainArgs, run
 
 DRAWS = 1000  # bootstrap resamples of the held-out documents for the pooled intervals
 
@@ -68,7 +68,7 @@ def crossval(args: TrainArgs) -> dict:
     per_fold = []
     for k, held in enumerate(folds):
         fold_args = replace(args, out=str(out / f"fold-{k}"), folds=None)
-        record = run_one(fold_args, held_out=held)
+        record = run(fold_args, held_out=held)
         lines = _held_out_lines(Path(fold_args.out), [r for r in split if r["doc_id"] in held])
         for block in pooled:
             pooled[block] += lines[block]

@@ -363,16 +363,8 @@ def train_tfidf(args: TrainArgs, held_out: frozenset[str] | set[str] = frozenset
     return record
 
 
-def run_one(args: TrainArgs, held_out: frozenset[str] | set[str] = frozenset()) -> dict:
-    """One model, the baseline or the encoder as ``args.model_type`` says, trained without the
-    documents in ``held_out``."""
+def run(args: TrainArgs, held_out: frozenset[str] | set[str] = frozenset()) -> dict:
+    """``fazhi train``: one model, the baseline or the encoder as ``args.model_type`` says,
+    trained without the documents in ``held_out`` (``args.folds`` is
+    :func:`fazhi.training.crossval.crossval`'s)."""
     return train_tfidf(args, held_out) if args.model_type == "tfidf" else train(args, held_out)
-
-
-def run(args: TrainArgs) -> dict:
-    """``fazhi train``: one model, or with ``args.folds`` a cross-validation of the recipe."""
-    if args.folds:
-        from fazhi.training.crossval import crossval
-
-        return crossval(args)
-    return run_one(args)
