@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -285,7 +286,10 @@ def train(ctx: typer.Context) -> None:
 
     args = dataclass_options(TrainArgs, ctx, "train", train)
     if args.folds:
-        emit_json(crossval(args))
+        # the Trainer prints its logs to stdout; keep stdout for the result
+        with contextlib.redirect_stdout(sys.stderr):
+            result = crossval(args)
+        emit_json(result)
         return
     summary = run(args)
     keys = ("train_examples", "best_validation_score", "train_seconds", "train_paragraphs_per_s", "device")

@@ -236,9 +236,13 @@ def test_cross_validation_scores_each_human_document_once_by_a_model_that_never_
 
     with pytest.raises(FazhiError, match="7 folds need 7 human documents"):
         crossval(TrainArgs(data=args.data, out=str(tmp_path / "cv7"), model_type="tfidf", folds=7, progress=False))
-    done = subprocess.run([sys.executable, "-m", "fazhi.cli", "train", "--data", args.data, "--out", str(tmp_path / "x"),
-                           "--model-type", "tfidf", "--folds", "1"], capture_output=True, text=True)
+    command = [sys.executable, "-m", "fazhi.cli", "train", "--data", args.data, "--out", str(tmp_path / "x"),
+               "--model-type", "tfidf", "--no-progress", "--folds"]
+    done = subprocess.run([*command, "1"], capture_output=True, text=True)
     assert done.returncode != 0 and "--folds: expected 2 folds or more, got 1" in done.stderr
+    done = subprocess.run([*command, "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["folds"] == 2  # stdout holds the result alone
 
 
 def test_a_paired_comparison_gives_the_difference_and_its_interval(tiny_tfidf, tmp_path):
