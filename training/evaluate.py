@@ -188,8 +188,8 @@ def score_lines(model: Classifier, gold: dict[str, list[dict]], aligned: dict[st
 
 def parse_scores(gold: dict[str, list[dict]], aligned: dict[str, tuple], errors: bool = False) -> dict:
     """The parser's kind of every gold line (``aligned`` as in :func:`score_lines`) against the
-    gold kind (a line the parser keeps out of its paragraphs counts as ``meta``): ``accuracy``, ``confusion`` (rows gold, columns parsed, in
-    ``KINDS`` order), ``body_kept`` (share of gold body lines parsed as paragraphs, heading or
+    gold kind (a line the parser keeps out of its paragraphs counts as ``meta``): ``accuracy``,
+    ``confusion`` (rows gold, columns parsed, in ``KINDS`` order), ``body_kept`` (share of gold body lines parsed as paragraphs, heading or
     body), ``meta_kept_out`` (share of gold meta lines left out of the paragraphs), and with
     ``errors`` every line whose kinds differ."""
     index = {k: i for i, k in enumerate(KINDS)}

@@ -347,7 +347,8 @@ def train(args: TrainArgs, held_out: frozenset[str] | set[str] = frozenset()) ->
 def train_tfidf(args: TrainArgs, held_out: frozenset[str] | set[str] = frozenset()) -> dict:
     """Fit the TF-IDF + logistic regression baseline on the rows of a corpus's train split that
     ``args`` keeps (less the documents in ``held_out``), weighted as the BERT loss weights them,
-    and save it; documents whose doc_id starts with ``args.shortcoming_only`` fit the shortcoming model alone."""
+    and save it; documents whose doc_id starts with ``args.shortcoming_only`` fit the
+    shortcoming model alone."""
     from fazhi.corpora.dataset import load
     from fazhi.models.tfidf import TfidfClassifier
 
