@@ -199,7 +199,7 @@ def evaluate(
     model: ModelName = "bert",
     report: Optional[Path] = typer.Option(None, "--report", help="Also write report.md, confusion matrices and "
                                                                  "reliability diagrams (PNG) here"),
-    bootstrap: int = typer.Option(0, "--bootstrap", help="Add 95%% intervals from this many resamples of documents"),
+    bootstrap: int = typer.Option(0, "--bootstrap", help="Add 95% intervals from this many resamples of documents"),
     errors: bool = typer.Option(False, "--errors", help="List every wrong line (file, line, block, gold, predicted, "
                                                         "score, text)"),
     against: Optional[str] = typer.Option(None, "--against", metavar="MODEL",

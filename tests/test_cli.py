@@ -43,3 +43,21 @@ def test_classify_answers_every_line_in_order(tmp_path):
     result = classify(good)
     lines = result.stdout.splitlines()
     assert result.returncode == 0 and len(lines) == 2 and "行政复议" in lines[0] and "执法不规范" in lines[1]
+
+
+def test_every_option_help_reads_as_printed():
+    """Click prints help text verbatim: a doubled percent sign (argparse's escape) would show as "%%"."""
+    import click
+    import typer.main
+
+    from fazhi.cli import app
+
+    def walk(command: click.Command):
+        yield command
+        for sub in getattr(command, "commands", {}).values():
+            yield from walk(sub)
+
+    helps = [(command.name, param.name, param.help) for command in walk(typer.main.get_command(app))
+             for param in command.params if getattr(param, "help", None)]
+    assert len(helps) > 50
+    assert [h for h in helps if "%%" in h[2]] == []
