@@ -20,6 +20,7 @@ def test_bench_figures_are_consistent_and_chart_renders(tiny_model):
     # are within float noise of each other on some lines, so padding in a batch can flip one or two of
     # them; label agreement proper is tested on the release model (test_onnx).
     assert abs(r["macro_f1_delta"]) <= 0.1 and 0 <= r["fazhi_macro_f1"] <= 1
+    assert r["pipeline_max_length"] == 64  # the tiny model's own input length, as fazhi reads it
     assert r["fazhi_rescored_share"] is None  # torch re-runs nothing (the ONNX count: test_onnx)
     sizes = [r["report_ms"][k]["paragraphs"] for k in ("1x", "4x", "16x")]
     assert sizes[0] > 0 and sizes[1] >= 4 * sizes[0] and sizes[2] >= 4 * sizes[1]

@@ -146,12 +146,16 @@ def _pipeline_figures(model_dir: str | Path, base: list[str], texts: list[str], 
                       steps) -> dict:
     """``transformers.pipeline`` on ``model_dir``: paragraphs/s of ``texts`` at batch size 1 and 32
     (and the better of them), category macro-F1 on ``gold_texts`` (``macro`` scores the labels),
-    peak RSS in MB. ``steps`` (a progress bar or None) advances once per figure."""
+    peak RSS in MB, and the tokens per input it was given (the model's own ``max_length``). ``steps`` (a progress
+    bar or None) advances once per figure."""
     from transformers import pipeline
+
+    from fazhi.models.meta import ModelMeta
 
     _reset_peak()
     pipe = pipeline("text-classification", model=str(model_dir), device=-1)
-    kw = {"truncation": True, "max_length": 192}
+    # the model's own input length, so both sides cut a long paragraph at the same token
+    kw = {"truncation": True, "max_length": ModelMeta.read(model_dir).max_length}
     tick = steps.update if steps is not None else (lambda: None)
     pipe(base[:8], batch_size=8, **kw)  # warm-up
     out = {"batch1_paragraphs_per_s": _rate(lambda t: pipe(t, batch_size=1, **kw), texts)}
@@ -162,4 +166,5 @@ def _pipeline_figures(model_dir: str | Path, base: list[str], texts: list[str], 
     out["peak_rss_mb"] = _peak_mb()
     tick()
     out["paragraphs_per_s"] = max(out["batch1_paragraphs_per_s"], out["batch32_paragraphs_per_s"])
+    out["max_length"] = kw["max_length"]
     return out
