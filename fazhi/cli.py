@@ -622,7 +622,10 @@ def bench(
     if json_out:
         emit_json(result)
         return
+    flags = result["cpu_int8_dot_flags"]
+    dot = "unknown" if flags is None else ", ".join(flags) or "none (int8 gains little over float32 here)"
     typer.echo(f"{result['paragraphs']} paragraphs, {result['cpu_cores']} CPU cores, model {result['model']}")
+    typer.echo(f"  CPU 8-bit dot-product instructions: {dot}")
     typer.echo(f"  pipeline batch 1    {result['pipeline_batch1_paragraphs_per_s']:>8} paragraphs/s")
     typer.echo(f"  pipeline batch 32   {result['pipeline_batch32_paragraphs_per_s']:>8} paragraphs/s")
     typer.echo(f"  fazhi ({result['fazhi_backend']})  {result['fazhi_paragraphs_per_s']:>8} paragraphs/s"

@@ -54,9 +54,33 @@ def _rate(fn, texts: Sequence[str]) -> float:
     return round(len(texts) / (time.perf_counter() - start), 2)
 
 
+# ONNX Runtime's int8 matrix kernels outrun float32 mainly on CPUs with 8-bit dot-product instructions
+# (x86 VNNI and AMX, Arm dotprod and i8mm); without them the int8 graph runs at about float32's speed, so
+# the fast path's lead over the pipeline depends on the machine (docs/benchmarks.md)
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def int8_dot_flags(cpuinfo: str | None = None) -> list[str] | None:
+    """The CPU's 8-bit dot-product instruction flags (sorted, of :data:`INT8_DOT_FLAGS`) named in
+    ``cpuinfo`` (the text of /proc/cpuinfo; read from there when None), or None where no flags
+    can be read (no /proc/cpuinfo, or no ``flags``/``Features`` line in it)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    seen: set[str] | None = None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            seen = (seen or set()) | set(value.split())
+    return None if seen is None else sorted(seen.intersection(INT8_DOT_FLAGS))
+
+
 def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Path, n: int = 2000,
               progress: bool = True) -> dict:
-    """All figures of ``fazhi bench`` as one dict (paragraphs/s, speedup, macro-F1 delta, peaks, report ms)."""
+    """All figures of ``fazhi bench`` as one dict (paragraphs/s, speedup, macro-F1 delta, peaks, report ms,
+    and the CPU's 8-bit dot-product instructions, :func:`int8_dot_flags`)."""
     from sklearn.metrics import f1_score
     from tqdm.auto import tqdm
 
@@ -76,7 +100,7 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
     macro = lambda pred: float(f1_score(gold_labels, pred, labels=labels, average="macro", zero_division=0))  # noqa: E731
     steps = tqdm(total=5, desc="bench", disable=not progress)
     result: dict = {"model": str(model_dir), "paragraphs": n, "cpu_cores": os.cpu_count(),
-                    "torch_threads": None}
+                    "cpu_int8_dot_flags": int8_dot_flags(), "torch_threads": None}
 
     _reset_peak()
     fast = load_classifier(model_dir)
