@@ -218,7 +218,8 @@ def test_cross_validation_scores_each_human_document_once_by_a_model_that_never_
     dd = build([REPORTS[0], *human_files], tmp_path / "dd", load_taxonomy(), validation=0.0, progress=False)
     rows = list(dd["train"])
     human = [r for r in rows if r["label_source"].startswith("human")]
-    args = TrainArgs(data=str(tmp_path / "dd"), out=str(tmp_path / "cv"), model_type="tfidf", folds=3, progress=False)
+    args = TrainArgs(data=str(tmp_path / "dd"), out=str(tmp_path / "cv"), model_type="tfidf", folds=3, bootstrap=100,
+                     progress=False)
     result = crossval(args)
 
     folds = human_folds([r["doc_id"] for r in human], 3, args.seed)
@@ -237,12 +238,14 @@ def test_cross_validation_scores_each_human_document_once_by_a_model_that_never_
     with pytest.raises(FazhiError, match="7 folds need 7 human documents"):
         crossval(TrainArgs(data=args.data, out=str(tmp_path / "cv7"), model_type="tfidf", folds=7, progress=False))
     command = [sys.executable, "-m", "fazhi.cli", "train", "--data", args.data, "--out", str(tmp_path / "x"),
-               "--model-type", "tfidf", "--no-progress", "--folds"]
+               "--model-type", "tfidf", "--no-progress", "--bootstrap", "50", "--folds"]
     done = subprocess.run([*command, "1"], capture_output=True, text=True)
     assert done.returncode != 0 and "--folds: expected 2 folds or more, got 1" in done.stderr
     done = subprocess.run([*command, "2"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["folds"] == 2  # stdout holds the result alone
+    done = subprocess.run([*command, "2", "--bootstrap", "0"], capture_output=True, text=True)
+    assert done.returncode != 0 and "--bootstrap: must be positive, got 0" in done.stderr
 
 
 def test_a_paired_comparison_gives_the_difference_and_its_interval(tiny_tfidf, tmp_path):

@@ -17,7 +17,6 @@ from fazhi.errors import FazhiError
 from fazhi.training.evaluate import bootstrap, scored_line, scores
 from fazhi.training.train import HUMAN, TrainArgs, run
 
-DRAWS = 1000  # bootstrap resamples of the held-out documents for the pooled intervals
 
 
 def human_folds(doc_ids: list[str], folds: int, seed: int) -> list[set[str]]:
@@ -54,7 +53,7 @@ def crossval(args: TrainArgs) -> dict:
 
     Returns ``{"folds", "documents", "per_fold": [...], "paragraph": {...}, "document": {...}}``:
     each block holds the pooled figures of every held-out line (``fazhi evaluate``'s
-    ``scores`` without tables) and ``intervals``, 95% over resampled documents. The fold models
+    ``scores`` without tables) and ``intervals``, 95% over ``args.bootstrap`` resamples of the documents. The fold models
     are scored as trained (no calibration); a line the parser kept out of its report's
     paragraphs is scored alone under the document block, where ``fazhi evaluate`` counts it a miss.
     """
@@ -76,7 +75,7 @@ def crossval(args: TrainArgs) -> dict:
                          **{block: scores(lines[block], tables=False) for block in lines}})
     result = {"folds": args.folds, "documents": sum(len(f) for f in folds), "model_type": args.model_type,
               "per_fold": per_fold,
-              **{block: {**scores(lines, tables=False), "intervals": bootstrap(lines, DRAWS, seed=args.seed)}
+              **{block: {**scores(lines, tables=False), "intervals": bootstrap(lines, args.bootstrap, seed=args.seed)}
                  for block, lines in pooled.items()}}
     out.mkdir(parents=True, exist_ok=True)
     (out / "crossval.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -71,6 +71,8 @@ class TrainArgs:
     folds: int | None = field(default=None, metadata={
         "help": "Cross-validate instead: train this many models, each without a share of the human documents, "
                 "score each on the documents it did not see, write crossval.json to --out"})
+    bootstrap: int = field(default=1000, metadata={
+        "help": "With --folds: resamples of the held-out documents for the 95% intervals"})
     progress: bool = field(default=True, metadata={"help": "Progress bars"})
 
     def __post_init__(self) -> None:
@@ -78,7 +80,7 @@ class TrainArgs:
             raise FazhiError("--model-type", f"expected bert or tfidf, got {self.model_type!r}")
         if self.model_type == "bert" and not self.base_model:
             raise FazhiError("--base-model", "required for --model-type bert")
-        for name in ("epochs", "batch_size", "max_length"):
+        for name in ("epochs", "batch_size", "max_length", "bootstrap"):
             if getattr(self, name) < 1:
                 raise FazhiError(f"--{name.replace('_', '-')}", f"must be positive, got {getattr(self, name)}")
         for name in ("drop_context", "context_swap"):
