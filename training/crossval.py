@@ -18,7 +18,6 @@ from fazhi.training.evaluate import bootstrap, scored_line, scores
 from fazhi.training.train import HUMAN, TrainArgs, run
 
 
-
 def human_folds(doc_ids: list[str], folds: int, seed: int) -> list[set[str]]:
     """The distinct human documents of ``doc_ids`` dealt into ``folds`` sets of nearly equal
     size, in an order shuffled by ``seed``."""
