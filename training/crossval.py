@@ -52,9 +52,10 @@ def crossval(args: TrainArgs) -> dict:
 
     Returns ``{"folds", "documents", "per_fold": [...], "paragraph": {...}, "document": {...}}``:
     each block holds the pooled figures of every held-out line (``fazhi evaluate``'s
-    ``scores`` without tables) and ``intervals``, 95% over ``args.bootstrap`` resamples of the documents. The fold models
-    are scored as trained (no calibration); a line the parser kept out of its report's
-    paragraphs is scored alone under the document block, where ``fazhi evaluate`` counts it a miss.
+    ``scores`` without tables) and ``intervals``, 95% over ``args.bootstrap`` resamples of the
+    documents. The fold models are scored as trained (no calibration); a line the parser kept
+    out of its report's paragraphs is scored alone under the document block, where ``fazhi
+    evaluate`` counts it a miss.
     """
     from fazhi.corpora.dataset import load
 
