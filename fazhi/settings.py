@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", validate_default=True)
 
     model: str | None = Field(None, description="rules, tfidf or a model directory (`-`: build/release-model)")
-    backend: Literal["auto", "onnx", "int8", "torch"] = Field("auto", description=(
-        "BERT runtime: auto (ONNX where exported), onnx, int8 (no re-scoring) or torch"))
+    backend: Literal["auto", "onnx", "int8", "float32", "torch"] = Field("auto", description=(
+        "BERT runtime: auto (ONNX where exported, float32 on CPUs without int8 dot products), "
+        "onnx, int8 (no re-scoring), float32 or torch"))
     embedder: Path = Field(Path("build") / "e5-base", description="E5 sentence encoder of `fazhi compare`")
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads (`-`: every core)")
     db: str = Field("fazhi.db", description="stored reports: SQLite file or `postgresql://user@host/db`")

@@ -189,7 +189,9 @@ class BertClassifier:
     def load(cls, path: str | Path, backend: str = "torch") -> "BertClassifier":
         """The model saved in ``path`` on ``backend``: ``torch``, ``onnx`` (its export in
         ``path/onnx``: int8, float32 near decision boundaries), ``int8`` (the export's int8
-        graph alone, never re-scored) or ``auto`` (``onnx`` where a fresh export is there, else torch)."""
+        graph alone, never re-scored), ``float32`` (the export's float32 graph alone) or ``auto``
+        (where a fresh export is there: ``onnx`` on a CPU with 8-bit dot-product instructions,
+        ``float32`` on one known to have none, :func:`~fazhi.models.onnx.int8_pays`; else torch)."""
         from transformers import AutoConfig, AutoTokenizer
 
         path = Path(path)
@@ -207,10 +209,12 @@ class BertClassifier:
         meta = meta.model_copy(update={"labels": [config.id2label[i] for i in range(config.num_labels)],
                                        "name": meta.name or path.name})
         runtime = None
-        if backend in ("auto", "onnx", "int8"):
-            from fazhi.models.onnx import INT8, OnnxRuntime
+        if backend in ("auto", "onnx", "int8", "float32"):
+            from fazhi.models.onnx import INT8, OnnxRuntime, int8_dot_flags, int8_pays
 
-            runtime, why = OnnxRuntime.load(path, meta.get_calibration().raw_threshold(), rescore=backend != "int8")
+            prefer_int8 = backend in ("onnx", "int8") or (backend == "auto" and int8_pays(int8_dot_flags()))
+            runtime, why = OnnxRuntime.load(path, meta.get_calibration().raw_threshold(), prefer_int8=prefer_int8,
+                                            rescore=backend != "int8")
             if runtime is not None and backend == "int8" and runtime.file != INT8:
                 runtime, why = None, f"the ONNX export in {path}/onnx has no int8 model (export it with --quantize smooth)"
             if runtime is None and backend != "auto":

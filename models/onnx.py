@@ -37,6 +37,36 @@ def weights_digest(model_dir: str | Path) -> str:
     return h.hexdigest()
 
 
+# ONNX Runtime's int8 matrix kernels outrun float32 mainly on CPUs with 8-bit dot-product instructions
+# (x86 VNNI and AMX, Arm dotprod and i8mm); without them the int8 graph runs at about float32's speed, so
+# the fast path's lead over the pipeline depends on the machine and the ``auto`` backend runs float32
+# there (docs/benchmarks.md: on AVX2 alone the int8 graph and re-scoring cost more than they save)
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def int8_dot_flags(cpuinfo: str | None = None) -> list[str] | None:
+    """The CPU's 8-bit dot-product instruction flags (sorted, of :data:`INT8_DOT_FLAGS`) named in
+    ``cpuinfo`` (the text of /proc/cpuinfo; read from there when None), or None where no flags
+    can be read (no /proc/cpuinfo, or no ``flags``/``Features`` line in it)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    seen: set[str] | None = None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            seen = (seen or set()) | set(value.split())
+    return None if seen is None else sorted(seen.intersection(INT8_DOT_FLAGS))
+
+
+def int8_pays(flags: list[str] | None) -> bool:
+    """Whether the int8 graph is worth running on a CPU with these :func:`int8_dot_flags`: yes
+    unless the CPU is known to have none of them (unknown flags keep int8, the exported default)."""
+    return flags != []
+
+
 # int8 decides only clear cases: a label whose top two probabilities lie closer than this is
 # re-scored in float32. On the silver validation split int8 moved a probability by up to 0.39;
 # at 0.4, 3.5% of inputs were re-scored and every label equalled float32's (0.25: 1.4%, one differed)

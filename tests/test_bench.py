@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 from conftest import GOLD_DIR, REPORTS
 from fazhi.cli import app
 from fazhi.render import bench_chart
-from fazhi.training.bench import int8_dot_flags, run_bench
+from fazhi.models.onnx import int8_dot_flags
+from fazhi.training.bench import run_bench
 
 
 def test_bench_figures_are_consistent_and_chart_renders(tiny_model):

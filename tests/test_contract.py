@@ -1,5 +1,5 @@
 """One contract, checked on every classifier and backend (as scikit-learn's check_estimator does):
-rules, tfidf, BERT on torch and BERT on ONNX Runtime."""
+rules, tfidf, BERT on torch and BERT on ONNX Runtime (int8 with float32 re-scoring, and float32 alone)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fazhi.models.base import Prediction
 from fazhi.models.registry import load_classifier
 
 PATHS = [["一、推进严格规范公正文明执法"], [], ["二、存在的问题", "（一）执法"]]
-CASES = ["rules", "tfidf", "bert-torch", "bert-onnx"]
+CASES = ["rules", "tfidf", "bert-torch", "bert-onnx", "bert-float32"]
 
 
 @pytest.fixture(scope="module", params=CASES)

@@ -152,10 +152,11 @@ def test_a_callers_category_test_chooses_the_rows_re_scored(exported):
 
 
 def test_release_fast_path_gives_the_torch_labels(monkeypatch):
-    """The default path (int8 ONNX, float32 near boundaries) against torch on every paragraph of
+    """The `onnx` path (int8, float32 near boundaries) against torch on every paragraph of
     the shared reports: the same labels (int8 alone moved 2 of 86
     categories); probabilities within 0.25 (measured at most 0.12). The encoder alone; the blend
     is checked below."""
+    monkeypatch.setenv("FAZHI_BACKEND", "onnx")  # what `auto` runs on a CPU with int8 dot products
     fast = load_classifier(None, blend=False)
     assert isinstance(fast.runtime, OnnxRuntime) and INT8 in fast.backend, "make setup exports the release model to ONNX"
     monkeypatch.setenv("FAZHI_BACKEND", "torch")
@@ -173,6 +174,7 @@ def test_the_blended_release_gives_the_torch_labels_on_the_fast_path(monkeypatch
     is close, int8 drift would otherwise move the category (3 of 582 annotated/dev inputs)."""
     from fazhi.models.blend import BlendClassifier
 
+    monkeypatch.setenv("FAZHI_BACKEND", "onnx")
     fast = load_classifier(None)
     assert isinstance(fast, BlendClassifier) and fast.encoder.runtime.exact is not None
     monkeypatch.setenv("FAZHI_BACKEND", "torch")
@@ -188,7 +190,7 @@ def test_missing_corrupt_or_stale_export_falls_back_to_torch(exported, tmp_path,
     shutil.copytree(exported, model_dir)
     assert isinstance(load_classifier(str(model_dir)).runtime, OnnxRuntime)
 
-    (model_dir / ONNX_DIR / INT8).write_bytes(b"not an onnx model")
+    (model_dir / ONNX_DIR / FP32).write_bytes(b"not an onnx model")  # read by both of auto's ONNX paths
     clf = load_classifier(str(model_dir))
     assert clf.backend == "torch" and clf.predict(["依法行政"])[0].category in clf.labels
     assert "cannot use the ONNX export" in capsys.readouterr().err
@@ -227,6 +229,24 @@ def test_int8_backend_runs_the_int8_graph_alone(exported, tmp_path, monkeypatch)
         load_classifier(str(model_dir))
     monkeypatch.setenv("FAZHI_BACKEND", "onnx")
     assert load_classifier(str(model_dir)).runtime.file == FP32
+
+
+def test_auto_runs_float32_alone_on_a_cpu_without_int8_dot_products(exported, monkeypatch):
+    """``auto`` follows the CPU: int8 with float32 re-scoring where it has 8-bit dot-product
+    instructions or they cannot be read, the float32 graph alone (torch's logits) where it has none;
+    ``FAZHI_BACKEND=float32`` asks for that graph anywhere."""
+    import fazhi.models.onnx as onnx_module
+
+    for flags, file, exact in ((["avx512_vnni"], INT8, True), (None, INT8, True), ([], FP32, False)):
+        monkeypatch.setattr(onnx_module, "int8_dot_flags", lambda flags=flags: flags)
+        clf = load_classifier(str(exported), blend=False)
+        assert clf.runtime.file == file and (clf.runtime.exact is not None) == exact, flags
+    monkeypatch.setenv("FAZHI_BACKEND", "float32")
+    monkeypatch.setattr(onnx_module, "int8_dot_flags", lambda: ["avx512_vnni"])
+    clf = load_classifier(str(exported), blend=False)
+    assert clf.runtime.file == FP32 and clf.runtime.exact is None and clf.backend == f"onnxruntime ({FP32})"
+    texts, _ = report_inputs()
+    assert np.allclose(clf.logits(texts)[0], BertClassifier.load(exported).logits(texts)[0], atol=1e-4)
 
 
 def test_bad_quantize_option(exported):

@@ -13,8 +13,8 @@ A blended model (:mod:`fazhi.models.blend`) also has its encoder timed and score
 (``encoder_*``): ``encoder_macro_f1_delta`` against the pipeline is then the cost of the fast
 runtime alone, ``macro_f1_delta`` that of the fast runtime and the blend together.
 ``fazhi_rescored_share`` is the share of the default path's inputs that int8 left near a
-decision boundary and float32 ran again (None off ONNX): on text the model is unsure of, it
-is what the speed pays for float32's labels.
+decision boundary and float32 ran again (None where nothing is re-run: torch, or one ONNX
+graph alone): on text the model is unsure of, it is what the speed pays for float32's labels.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Sequence
 from fazhi.corpora import parse_text, read_text
 from fazhi.errors import FazhiError
 from fazhi.analysis import Analyzer
+from fazhi.models.onnx import int8_dot_flags
 
 
 def _reset_peak() -> bool:
@@ -52,29 +53,6 @@ def _rate(fn, texts: Sequence[str]) -> float:
     start = time.perf_counter()
     fn(texts)
     return round(len(texts) / (time.perf_counter() - start), 2)
-
-
-# ONNX Runtime's int8 matrix kernels outrun float32 mainly on CPUs with 8-bit dot-product instructions
-# (x86 VNNI and AMX, Arm dotprod and i8mm); without them the int8 graph runs at about float32's speed, so
-# the fast path's lead over the pipeline depends on the machine (docs/benchmarks.md)
-INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
-
-
-def int8_dot_flags(cpuinfo: str | None = None) -> list[str] | None:
-    """The CPU's 8-bit dot-product instruction flags (sorted, of :data:`INT8_DOT_FLAGS`) named in
-    ``cpuinfo`` (the text of /proc/cpuinfo; read from there when None), or None where no flags
-    can be read (no /proc/cpuinfo, or no ``flags``/``Features`` line in it)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return None
-    seen: set[str] | None = None
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            seen = (seen or set()) | set(value.split())
-    return None if seen is None else sorted(seen.intersection(INT8_DOT_FLAGS))
 
 
 def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Path, n: int = 2000,
@@ -108,7 +86,8 @@ def run_bench(model_dir: str | Path, reports: Sequence[Path], gold_dir: str | Pa
     result["fazhi_backend"] = getattr(fast, "backend", fast.name)
     fast.predict(base[:8])  # warm-up
     runtime = getattr(getattr(fast, "encoder", fast), "runtime", None)
-    rows = getattr(runtime, "rows", None)  # the ONNX runtime's count of inputs re-run in float32
+    # the ONNX runtime's count of inputs re-run in float32, where it has a float32 session beside int8
+    rows = getattr(runtime, "rows", None) if getattr(runtime, "exact", None) is not None else None
     before = dict(rows) if rows else None
     result["fazhi_paragraphs_per_s"] = _rate(fast.predict, texts)
     result["fazhi_rescored_share"] = round((rows["rescored"] - before["rescored"]) /
