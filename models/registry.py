@@ -19,7 +19,8 @@ def model_dir(spec: str | Path | None = None) -> Path | None:
 
 def load_classifier(spec: str | Path | None = None, backend: str | None = None, blend: bool = True) -> Classifier:
     """``rules``, ``tfidf``, or a model directory (default: the release model). BERT models run
-    on ``backend`` (default ``$FAZHI_BACKEND``, ``auto``: ONNX where exported, else torch); one
+    on ``backend`` (default ``$FAZHI_BACKEND``, ``auto``: ONNX where exported, else torch, as
+    :meth:`~fazhi.models.bert.BertClassifier.load` says); one
     whose fazhi.json holds a blend comes blended with its TF-IDF baseline, unless ``blend`` is
     False (the encoder alone, as ``transformers.pipeline`` runs it)."""
     path = model_dir(spec)
